@@ -1,0 +1,65 @@
+"""The annotate stage: a CoT critique 'Analysis: … Rating Level: N' for every training image.
+
+Backends: `offline` (the demo critic in critic.py, given each image's true level as the study gave
+Qwen-VL-Plus the true score) and `api` (an OpenAI-compatible vision endpoint).
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from PIL import Image
+
+from .critic import measure, write_critique
+from .errors import UserError
+from .io_utils import read_csv, write_json, write_jsonl
+from .levels import mos_to_level
+from .params import Params
+from .prepare import manifest_path
+from .prompts import PROMPT_VERSION
+
+
+def annotate_offline(rows: list[dict[str, str]], num_levels: int, source: Path) -> list[dict[str, Any]]:
+    out = []
+    for lineno, row in enumerate(rows, 2):
+        path = Path(row["path"])
+        if not path.exists():
+            raise UserError(f"{source}:{lineno}: image {path} not found (image_id {row['image_id']})")
+        with Image.open(path) as im:
+            props = measure(im)
+        level = mos_to_level(float(row["mos"]), num_levels)
+        out.append(
+            {
+                "image_id": row["image_id"],
+                "path": row["path"],
+                "mos": float(row["mos"]),
+                "level": level,
+                "critique": write_critique(props, level, num_levels),
+                "properties": props.as_dict(),
+                "backend": "offline",
+                "prompt_version": PROMPT_VERSION,
+            }
+        )
+    return out
+
+
+def annotate(params: Params) -> dict[str, int]:
+    backend = params.str("annotate.backend", choices=("offline", "api"))
+    num_levels = params.int("levels.num_levels", lo=2)
+    data_dir = Path(params.str("data.out_dir"))
+    out_dir = Path(params.str("annotate.out_dir"))
+    if backend == "api":
+        raise UserError(
+            f"{params.source}: annotate.backend: api is not implemented yet (tracked in the API-annotation issue); "
+            "use backend: offline"
+        )
+    counts = {}
+    for split in params.list("annotate.splits"):
+        src = manifest_path(data_dir, split)
+        rows = read_csv(src, required=("image_id", "path", "mos"))
+        records = annotate_offline(rows, num_levels, src)
+        write_jsonl(out_dir / f"{split}.jsonl", records)
+        counts[split] = len(records)
+    write_json(out_dir / "summary.json", {"backend": backend, "prompt_version": PROMPT_VERSION, "counts": counts})
+    return counts

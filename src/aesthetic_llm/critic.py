@@ -1,0 +1,122 @@
+"""Offline critic: writes 'Analysis: … Rating Level: N' from measured image properties and a given level.
+
+It plays the role Qwen-VL-Plus played in the study (a critic told each image's true score): the
+analysis describes what can be measured in the pixels, the verdict follows the level it is given.
+Deterministic, so a rerun writes the same critiques.
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass
+
+import numpy as np
+from PIL import Image
+
+from .prompts import RATING_PREFIX
+
+
+@dataclass(frozen=True)
+class ImageProperties:
+    brightness: float  # mean luminance, 0–1
+    contrast: float  # std of luminance, 0–1
+    sharpness: float  # mean |Laplacian| of luminance (0–255 scale)
+    noise: float  # robust noise sigma estimate (0–255 scale)
+    colourfulness: float  # Hasler–Süsstrunk colourfulness (0–255 scale)
+
+    def as_dict(self) -> dict[str, float]:
+        return {k: round(v, 4) for k, v in asdict(self).items()}
+
+
+def measure(image: Image.Image) -> ImageProperties:
+    rgb = np.asarray(image.convert("RGB"), dtype=np.float64)
+    lum = rgb @ np.array([0.299, 0.587, 0.114])
+    lap = -4 * lum[1:-1, 1:-1] + lum[:-2, 1:-1] + lum[2:, 1:-1] + lum[1:-1, :-2] + lum[1:-1, 2:]
+    # Immerkær's fast noise estimate: the Laplacian-difference kernel cancels smooth structure.
+    kernel_resp = (
+        lum[:-2, :-2]
+        - 2 * lum[:-2, 1:-1]
+        + lum[:-2, 2:]
+        - 2 * lum[1:-1, :-2]
+        + 4 * lum[1:-1, 1:-1]
+        - 2 * lum[1:-1, 2:]
+        + lum[2:, :-2]
+        - 2 * lum[2:, 1:-1]
+        + lum[2:, 2:]
+    )
+    noise = float(np.sqrt(np.pi / 2) * np.mean(np.abs(kernel_resp)) / 6)
+    rg = rgb[..., 0] - rgb[..., 1]
+    yb = 0.5 * (rgb[..., 0] + rgb[..., 1]) - rgb[..., 2]
+    colourfulness = float(np.hypot(rg.std(), yb.std()) + 0.3 * np.hypot(rg.mean(), yb.mean()))
+    return ImageProperties(
+        brightness=float(lum.mean() / 255),
+        contrast=float(lum.std() / 255),
+        sharpness=float(np.abs(lap).mean()),
+        noise=noise,
+        colourfulness=colourfulness,
+    )
+
+
+_EXPOSURE = [
+    (0.25, "The exposure is dark and much of the detail is lost in the shadows."),
+    (0.38, "The photo is slightly underexposed."),
+    (0.62, "The exposure is well balanced."),
+    (0.75, "The photo is slightly overexposed."),
+    (9.99, "The exposure is too bright and the highlights are washed out."),
+]
+_CONTRAST = [(0.08, "Contrast is very flat."), (0.16, "Contrast is moderate."), (9.99, "Contrast is strong.")]
+_SHARPNESS = [
+    (3.0, "Fine detail is blurred and the image looks soft."),
+    (7.0, "Edges are reasonably sharp."),
+    (999.0, "Edges are crisp with clear fine detail."),
+]
+_NOISE = [
+    (2.0, "The image is clean with no visible noise."),
+    (6.0, "There is some visible grain."),
+    (999.0, "Heavy noise covers the image."),
+]
+_COLOUR = [
+    (8.0, "The colours are muted, almost monochrome."),
+    (30.0, "The colours look natural."),
+    (999.0, "The colours are vivid."),
+]
+_VERDICT = {
+    1: "Overall the technical flaws ruin the picture.",
+    2: "Overall the picture is very poor.",
+    3: "Overall the flaws clearly outweigh its strengths.",
+    4: "Overall the picture is below average.",
+    5: "Overall the picture is mediocre.",
+    6: "Overall the picture is acceptable but unremarkable.",
+    7: "Overall the picture is good.",
+    8: "Overall the picture is very good.",
+    9: "Overall the picture is excellent.",
+    10: "Overall the picture is outstanding in every respect.",
+}
+
+
+def _pick(table: list[tuple[float, str]], value: float) -> str:
+    return next(text for bound, text in table if value < bound)
+
+
+def verdict(level: int, num_levels: int) -> str:
+    """A verdict sentence for a level, mapping any level count onto the 10 canonical sentences."""
+    key = 1 + round((level - 1) * 9 / max(num_levels - 1, 1))
+    return _VERDICT[key]
+
+
+def write_critique(props: ImageProperties, level: int, num_levels: int) -> str:
+    """'Analysis: … Rating Level: N' — no numeric score in the analysis, the level only at the end."""
+    sentences = [
+        _pick(_EXPOSURE, props.brightness),
+        _pick(_CONTRAST, props.contrast),
+        _pick(_SHARPNESS, props.sharpness),
+        _pick(_NOISE, props.noise),
+        _pick(_COLOUR, props.colourfulness),
+        verdict(level, num_levels),
+    ]
+    return f"Analysis: {' '.join(sentences)} {RATING_PREFIX} {level}"
+
+
+def phrase_bank() -> list[str]:
+    """Every sentence the critic can write (used to train the demo tokenizer)."""
+    tables = [_EXPOSURE, _CONTRAST, _SHARPNESS, _NOISE, _COLOUR]
+    return [text for table in tables for _, text in table] + list(_VERDICT.values())

@@ -1,0 +1,154 @@
+"""Demo dataset: real photos shipped inside installed packages, cropped and degraded with known strength.
+
+Each crop receives a quality q ~ U(0, 1); the damage 1 − q is split across one to three degradation
+types, each applied with its share as strength. The score is MOS = 1 + 9·q on AVA's 1–10 scale, so
+the label is a known function of the degradations. Splits are by source photo; `unseen` uses held-out
+photos and degradation types never seen in training (the role AADB plays in the study).
+"""
+
+from __future__ import annotations
+
+import io
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+from PIL import Image, ImageEnhance, ImageFilter
+
+from .errors import UserError
+
+
+@dataclass(frozen=True)
+class SourcePhoto:
+    name: str
+    package: str  # importable package that ships the file
+    relpath: str  # path inside the package
+
+
+# Photographs only (no charts, text or synthetic test patterns). Both motorcycle views are one source.
+SOURCES: tuple[SourcePhoto, ...] = (
+    SourcePhoto("astronaut", "skimage", "data/astronaut.png"),
+    SourcePhoto("camera", "skimage", "data/camera.png"),
+    SourcePhoto("coffee", "skimage", "data/coffee.png"),
+    SourcePhoto("chelsea", "skimage", "data/chelsea.png"),
+    SourcePhoto("rocket", "skimage", "data/rocket.jpg"),
+    SourcePhoto("motorcycle", "skimage", "data/motorcycle_left.png"),
+    SourcePhoto("motorcycle", "skimage", "data/motorcycle_right.png"),
+    SourcePhoto("coins", "skimage", "data/coins.png"),
+    SourcePhoto("moon", "skimage", "data/moon.png"),
+    SourcePhoto("hubble", "skimage", "data/hubble_deep_field.jpg"),
+    SourcePhoto("gravel", "skimage", "data/gravel.png"),
+    SourcePhoto("grass", "skimage", "data/grass.png"),
+    SourcePhoto("brick", "skimage", "data/brick.png"),
+    SourcePhoto("retina", "skimage", "data/retina.jpg"),
+    SourcePhoto("ihc", "skimage", "data/ihc.png"),
+    SourcePhoto("cell", "skimage", "data/cell.png"),
+    SourcePhoto("clock", "skimage", "data/clock_motion.png"),
+    SourcePhoto("china", "sklearn", "datasets/images/china.jpg"),
+    SourcePhoto("flower", "sklearn", "datasets/images/flower.jpg"),
+    SourcePhoto("grace_hopper", "matplotlib", "mpl-data/sample_data/grace_hopper.jpg"),
+)
+SEEN_DEGRADATIONS = ("blur", "noise", "jpeg", "exposure", "colour")
+UNSEEN_DEGRADATIONS = ("pixelate", "haze")
+
+
+def source_path(src: SourcePhoto) -> Path:
+    import importlib
+
+    try:
+        module = importlib.import_module(src.package)
+    except ImportError as exc:
+        raise UserError(f"demo source {src.name}: package {src.package} is not installed ({exc})") from None
+    path = Path(module.__file__).parent / src.relpath
+    if not path.exists():
+        raise UserError(f"demo source {src.name}: {path} is missing from the installed {src.package}")
+    return path
+
+
+def load_sources() -> dict[str, list[Image.Image]]:
+    """Source name -> list of RGB images (a name may have several views)."""
+    out: dict[str, list[Image.Image]] = {}
+    for src in SOURCES:
+        with Image.open(source_path(src)) as im:
+            out.setdefault(src.name, []).append(im.convert("RGB"))
+    return out
+
+
+def degrade(img: Image.Image, kind: str, strength: float, rng: np.random.Generator) -> Image.Image:
+    """Apply one degradation; strength 0 = none, 1 = severe."""
+    s = float(np.clip(strength, 0.0, 1.0))
+    if s <= 0:
+        return img
+    if kind == "blur":
+        return img.filter(ImageFilter.GaussianBlur(radius=3.0 * s))
+    if kind == "noise":
+        arr = np.asarray(img, dtype=np.float32)
+        arr = arr + rng.normal(0.0, 60.0 * s, size=arr.shape)
+        return Image.fromarray(np.clip(arr, 0, 255).astype(np.uint8))
+    if kind == "jpeg":
+        buf = io.BytesIO()
+        img.save(buf, format="JPEG", quality=max(2, int(round(90 - 88 * s))))
+        buf.seek(0)
+        return Image.open(buf).convert("RGB")
+    if kind == "exposure":
+        gain = 2.0 ** (2.2 * s * (1 if rng.random() < 0.5 else -1))
+        return ImageEnhance.Brightness(img).enhance(gain)
+    if kind == "colour":
+        return ImageEnhance.Color(img).enhance(1.0 - 0.95 * s)
+    if kind == "pixelate":
+        w, h = img.size
+        f = 1 + 7 * s
+        small = img.resize((max(4, int(w / f)), max(4, int(h / f))), Image.BILINEAR)
+        return small.resize((w, h), Image.NEAREST)
+    if kind == "haze":
+        arr = np.asarray(img, dtype=np.float32)
+        arr = arr * (1 - 0.75 * s) + 200.0 * 0.75 * s
+        return Image.fromarray(np.clip(arr, 0, 255).astype(np.uint8))
+    raise UserError(f"unknown degradation {kind!r} (known: {', '.join(SEEN_DEGRADATIONS + UNSEEN_DEGRADATIONS)})")
+
+
+def random_crop(img: Image.Image, size: int, rng: np.random.Generator, min_frac: float = 0.35) -> Image.Image:
+    w, h = img.size
+    side = int(min(w, h) * rng.uniform(min_frac, 1.0))
+    x = int(rng.integers(0, w - side + 1))
+    y = int(rng.integers(0, h - side + 1))
+    crop = img.crop((x, y, x + side, y + side)).resize((size, size), Image.LANCZOS)
+    return crop.transpose(Image.FLIP_LEFT_RIGHT) if rng.random() < 0.5 else crop
+
+
+@dataclass
+class Sample:
+    image_id: str
+    source: str
+    mos: float
+    degradations: dict[str, float]
+    image: Image.Image
+
+
+def make_sample(
+    image_id: str, source: str, photo: Image.Image, kinds: tuple[str, ...], size: int, rng: np.random.Generator
+) -> Sample:
+    quality = float(rng.uniform(0.0, 1.0))
+    n_types = int(rng.integers(1, min(3, len(kinds)) + 1))
+    chosen = list(rng.choice(kinds, size=n_types, replace=False))
+    shares = rng.dirichlet(np.ones(n_types))
+    strengths = {str(k): float((1.0 - quality) * sh) for k, sh in zip(chosen, shares, strict=True)}
+    img = random_crop(photo, size, rng)
+    for kind in chosen:  # fixed application order keeps the same strengths reproducible
+        img = degrade(img, kind, strengths[kind], rng)
+    return Sample(image_id, source, round(1.0 + 9.0 * quality, 4), strengths, img)
+
+
+def hard_pairs(ids: list[str], mos: list[float], max_delta: float) -> list[tuple[str, str, float]]:
+    """All pairs with 0 < |Δmos| <= max_delta (ordered by id), for pairwise accuracy on close scores."""
+    order = np.argsort(mos, kind="stable")
+    pairs = []
+    for a_pos, a in enumerate(order):
+        for b in order[a_pos + 1 :]:
+            delta = mos[b] - mos[a]
+            if delta > max_delta:
+                break
+            if delta > 0:
+                i, j = sorted((ids[a], ids[b]))
+                pairs.append((i, j, round(abs(delta), 4)))
+    return sorted(pairs)

@@ -1,0 +1,116 @@
+"""The evaluate stage: metrics per model × split from any predictions CSV (`image_id,model,split,pred,mos`)."""
+
+from __future__ import annotations
+
+import math
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from .errors import UserError
+from .io_utils import read_csv
+from .metrics import pairwise_accuracy, srcc, summarise
+
+REQUIRED = ("image_id", "model", "split", "pred", "mos")
+
+
+def _float(value: str, path: Path, lineno: int, column: str) -> float:
+    try:
+        x = float(value)
+    except (TypeError, ValueError):
+        raise UserError(f"{path}:{lineno}: column {column}: not a number ({value!r})") from None
+    if not math.isfinite(x):
+        raise UserError(f"{path}:{lineno}: column {column}: not finite ({value!r})")
+    return x
+
+
+def load_predictions(path: Path) -> dict[tuple[str, str], dict[str, Any]]:
+    """(model, split) -> arrays; numbers validated with their row number."""
+    groups: dict[tuple[str, str], dict[str, Any]] = {}
+    for lineno, row in enumerate(read_csv(path, required=REQUIRED), 2):
+        g = groups.setdefault((row["model"], row["split"]), {"ids": [], "pred": [], "mos": [], "text": []})
+        g["ids"].append(row["image_id"])
+        g["pred"].append(_float(row["pred"], path, lineno, "pred"))
+        g["mos"].append(_float(row["mos"], path, lineno, "mos"))
+        tl = row.get("text_level", "")
+        g["text"].append(_float(tl, path, lineno, "text_level") if tl not in ("", None) else float("nan"))
+    if not groups:
+        raise UserError(f"{path}: no prediction rows")
+    for g in groups.values():
+        for k in ("pred", "mos", "text"):
+            g[k] = np.asarray(g[k], dtype=float)
+    return groups
+
+
+def load_pairs(path: Path | None) -> list[tuple[str, str, float]]:
+    if path is None or not Path(path).exists():
+        return []
+    rows = read_csv(path, required=("image_a", "image_b", "delta"))
+    return [(r["image_a"], r["image_b"], float(r["delta"])) for r in rows]
+
+
+def paired_bootstrap_p(a: dict[str, Any], b: dict[str, Any], n_boot: int, seed: int) -> float | None:
+    """Two-sided p-value that SRCC(a) == SRCC(b) on the images both scored (paired resampling)."""
+    common = sorted(set(a["ids"]) & set(b["ids"]))
+    if len(common) < 3 or n_boot <= 0:
+        return None
+    ia = {k: i for i, k in enumerate(a["ids"])}
+    ib = {k: i for i, k in enumerate(b["ids"])}
+    pa = a["pred"][[ia[k] for k in common]]
+    pb = b["pred"][[ib[k] for k in common]]
+    mos = a["mos"][[ia[k] for k in common]]
+    rng = np.random.default_rng(seed)
+    diffs = []
+    for idx in rng.integers(0, len(common), size=(n_boot, len(common))):
+        sa, sb = srcc(pa[idx], mos[idx]), srcc(pb[idx], mos[idx])
+        if sa is not None and sb is not None:
+            diffs.append(sa - sb)
+    if not diffs:
+        return None
+    d = np.asarray(diffs)
+    return round(float(min(1.0, 2 * min((d <= 0).mean(), (d >= 0).mean()))), 4)
+
+
+def evaluate(
+    predictions: Path,
+    pairs_path: Path | None,
+    *,
+    n_boot: int = 1000,
+    ci: float = 0.95,
+    seed: int = 0,
+    threshold: float = 5.0,
+    baseline: str = "zero_shot",
+    num_levels: int = 10,
+) -> dict[str, Any]:
+    from .levels import level_to_mos
+
+    groups = load_predictions(predictions)
+    pairs = load_pairs(pairs_path)
+    models: dict[str, dict[str, Any]] = {}
+    for (model, split), g in sorted(groups.items()):
+        text_mos = np.array([level_to_mos(t, num_levels) if not np.isnan(t) else np.nan for t in g["text"]])
+        m = summarise(
+            g["pred"], g["mos"], n_boot=n_boot, ci=ci, seed=seed, threshold=threshold, text_level_mos=text_mos
+        )
+        if split == "hard" and pairs:
+            # Hard pairs are drawn from the whole test split (close MOS, not only the hard band).
+            src = groups.get((model, "test"), g)
+            acc, n_pairs = pairwise_accuracy(
+                dict(zip(src["ids"], src["pred"], strict=True)), pairs, dict(zip(src["ids"], src["mos"], strict=True))
+            )
+            m["pair_acc"], m["n_pairs"] = acc, n_pairs
+        if model != baseline and (baseline, split) in groups:
+            m[f"p_vs_{baseline}"] = paired_bootstrap_p(g, groups[(baseline, split)], n_boot, seed)
+        models.setdefault(model, {})[split] = m
+    return {
+        "models": models,
+        "settings": {
+            "bootstrap": n_boot,
+            "ci": ci,
+            "seed": seed,
+            "binary_threshold": threshold,
+            "baseline": baseline,
+            "predictions": str(predictions),
+        },
+    }

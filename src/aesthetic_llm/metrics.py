@@ -1,0 +1,104 @@
+"""Correlation and ranking metrics with bootstrap confidence intervals.
+
+Every function returns None instead of raising when a metric is undefined (too few rows, constant
+predictions), so a degenerate model gives `null` in metrics.json, not a crash.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+from typing import Any
+
+import numpy as np
+from scipy import stats
+
+MIN_ROWS = 3
+
+
+def _ok(pred: np.ndarray, mos: np.ndarray) -> bool:
+    return len(pred) >= MIN_ROWS and np.ptp(pred) > 0 and np.ptp(mos) > 0
+
+
+def _finite(x: float) -> float | None:
+    return None if x is None or not math.isfinite(x) else float(x)
+
+
+def srcc(pred: np.ndarray, mos: np.ndarray) -> float | None:
+    return _finite(stats.spearmanr(pred, mos).statistic) if _ok(pred, mos) else None
+
+
+def plcc(pred: np.ndarray, mos: np.ndarray) -> float | None:
+    return _finite(stats.pearsonr(pred, mos).statistic) if _ok(pred, mos) else None
+
+
+def krcc(pred: np.ndarray, mos: np.ndarray) -> float | None:
+    return _finite(stats.kendalltau(pred, mos, variant="b").statistic) if _ok(pred, mos) else None
+
+
+def bootstrap_ci(pred: np.ndarray, mos: np.ndarray, fn: Any, n_boot: int, ci: float, seed: int) -> list[float] | None:
+    """Percentile bootstrap over images."""
+    if not _ok(pred, mos) or n_boot <= 0:
+        return None
+    rng = np.random.default_rng(seed)
+    idx = rng.integers(0, len(pred), size=(n_boot, len(pred)))
+    vals = [fn(pred[i], mos[i]) for i in idx]
+    vals = np.array([v for v in vals if v is not None])
+    if len(vals) < n_boot // 2:
+        return None
+    alpha = (1 - ci) / 2
+    return [round(float(np.quantile(vals, alpha)), 4), round(float(np.quantile(vals, 1 - alpha)), 4)]
+
+
+def pairwise_accuracy(
+    pred_by_id: dict[str, float], pairs: Sequence[tuple[str, str, float]], mos_by_id: dict[str, float]
+) -> tuple[float | None, int]:
+    """Share of pairs ordered as their MOS (ties in prediction count half); pairs with a missing image are skipped."""
+    hits, n = 0.0, 0
+    for a, b, _ in pairs:
+        if a not in pred_by_id or b not in pred_by_id:
+            continue
+        dm = mos_by_id[a] - mos_by_id[b]
+        dp = pred_by_id[a] - pred_by_id[b]
+        if dm == 0:
+            continue
+        n += 1
+        hits += 0.5 if dp == 0 else float((dp > 0) == (dm > 0))
+    return (round(hits / n, 4) if n else None), n
+
+
+def summarise(
+    pred: np.ndarray,
+    mos: np.ndarray,
+    *,
+    n_boot: int,
+    ci: float,
+    seed: int,
+    threshold: float,
+    text_level_mos: np.ndarray | None = None,
+) -> dict[str, Any]:
+    def r(x: float | None) -> float | None:
+        return None if x is None else round(x, 4)
+
+    out: dict[str, Any] = {
+        "n": int(len(pred)),
+        "srcc": r(srcc(pred, mos)),
+        "srcc_ci": bootstrap_ci(pred, mos, srcc, n_boot, ci, seed),
+        "plcc": r(plcc(pred, mos)),
+        "plcc_ci": bootstrap_ci(pred, mos, plcc, n_boot, ci, seed + 1),
+        "krcc": r(krcc(pred, mos)),
+        "rmse": r(float(np.sqrt(np.mean((pred - mos) ** 2)))) if len(pred) else None,
+        "mean_bias": r(float(np.mean(pred) - np.mean(mos))) if len(pred) else None,
+        "pred_std": r(float(np.std(pred))) if len(pred) else None,
+        "binary_acc": r(float(np.mean((pred >= threshold) == (mos >= threshold)))) if len(pred) else None,
+    }
+    if text_level_mos is not None:
+        have = ~np.isnan(text_level_mos)
+        out["text_level_rate"] = r(float(have.mean())) if len(have) else None
+        if have.sum() >= MIN_ROWS:
+            # Agreement between the level the model writes and its probability-weighted score.
+            out["text_vs_weighted_mae"] = r(float(np.mean(np.abs(text_level_mos[have] - pred[have]))))
+            out["text_level_srcc"] = r(srcc(text_level_mos[have], mos[have]))
+        else:
+            out["text_vs_weighted_mae"] = out["text_level_srcc"] = None
+    return out

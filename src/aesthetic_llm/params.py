@@ -1,0 +1,139 @@
+"""params.yaml: the active profile (`profile`) overlaid on the demo defaults, with typed, named access.
+
+Layout: top-level sections hold the demo profile (the embedded default); `profiles.<name>.<section>`
+overrides them for another profile. DVC tracks `profile`, a stage's sections and their overlays, so
+changing one value reruns only the stages that read it.
+"""
+
+from __future__ import annotations
+
+import copy
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from .errors import UserError
+
+PROFILES = ("demo", "paper")
+DEFAULT_PARAMS = "params.yaml"
+
+
+def deep_merge(base: dict[str, Any], override: dict[str, Any]) -> dict[str, Any]:
+    out = copy.deepcopy(base)
+    for key, value in (override or {}).items():
+        if isinstance(value, dict) and isinstance(out.get(key), dict):
+            out[key] = deep_merge(out[key], value)
+        else:
+            out[key] = copy.deepcopy(value)
+    return out
+
+
+class Params:
+    """Resolved parameters for one profile; getters validate types and name the offending field."""
+
+    def __init__(self, data: dict[str, Any], source: str = DEFAULT_PARAMS, profile: str | None = None) -> None:
+        self.source = source
+        raw_profile = profile if profile is not None else data.get("profile", "demo")
+        if raw_profile not in PROFILES:
+            raise UserError(
+                f"{source}: profile: unknown profile {raw_profile!r} (expected one of {', '.join(PROFILES)})"
+            )
+        self.profile: str = raw_profile
+        overlays = data.get("profiles") or {}
+        if not isinstance(overlays, dict):
+            raise UserError(f"{source}: profiles: expected a mapping of profile name to overrides")
+        base = {k: v for k, v in data.items() if k != "profiles"}
+        self.data = deep_merge(base, overlays.get(self.profile) or {}) if self.profile != "demo" else base
+        self.data["profile"] = self.profile
+
+    @classmethod
+    def load(cls, path: str | Path = DEFAULT_PARAMS, profile: str | None = None) -> Params:
+        path = Path(path)
+        if not path.exists():
+            raise UserError(f"{path}: file not found (run from the repository root)")
+        try:
+            data = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
+        except yaml.YAMLError as exc:
+            mark = getattr(exc, "problem_mark", None)
+            where = f":{mark.line + 1}" if mark is not None else ""
+            raise UserError(f"{path}{where}: invalid YAML ({getattr(exc, 'problem', exc)})") from None
+        if not isinstance(data, dict):
+            raise UserError(f"{path}: expected a mapping at the top level")
+        return cls(data, source=str(path), profile=profile)
+
+    # -- typed access ---------------------------------------------------------------------------
+    def get(self, dotted: str, default: Any = ...) -> Any:
+        node: Any = self.data
+        for part in dotted.split("."):
+            if not isinstance(node, dict) or part not in node:
+                if default is not ...:
+                    return default
+                raise UserError(f"{self.source}: {dotted}: missing (profile {self.profile})")
+            node = node[part]
+        return node
+
+    def _bad(self, dotted: str, expected: str, value: Any) -> UserError:
+        return UserError(f"{self.source}: {dotted}: expected {expected}, got {value!r}")
+
+    def num(self, dotted: str, default: Any = ..., lo: float | None = None, hi: float | None = None) -> float:
+        value = self.get(dotted, default)
+        if isinstance(value, bool) or not isinstance(value, (int, float)):
+            raise self._bad(dotted, "a number", value)
+        if (lo is not None and value < lo) or (hi is not None and value > hi):
+            raise self._bad(dotted, f"a number in [{lo}, {hi}]", value)
+        return float(value)
+
+    def int(self, dotted: str, default: Any = ..., lo: int | None = None) -> int:
+        value = self.get(dotted, default)
+        if isinstance(value, bool) or not isinstance(value, int):
+            raise self._bad(dotted, "an integer", value)
+        if lo is not None and value < lo:
+            raise self._bad(dotted, f"an integer >= {lo}", value)
+        return value
+
+    def str(self, dotted: str, default: Any = ..., choices: tuple[str, ...] | None = None) -> str:
+        value = self.get(dotted, default)
+        if not isinstance(value, str):
+            raise self._bad(dotted, "a string", value)
+        if choices is not None and value not in choices:
+            raise self._bad(dotted, f"one of {', '.join(choices)}", value)
+        return value
+
+    def bool(self, dotted: str, default: Any = ...) -> bool:
+        value = self.get(dotted, default)
+        if not isinstance(value, bool):
+            raise self._bad(dotted, "true or false", value)
+        return value
+
+    def list(self, dotted: str, default: Any = ...) -> list[Any]:
+        value = self.get(dotted, default)
+        if not isinstance(value, list):
+            raise self._bad(dotted, "a list", value)
+        return value
+
+    def section(self, dotted: str) -> dict[str, Any]:
+        value = self.get(dotted)
+        if not isinstance(value, dict):
+            raise self._bad(dotted, "a mapping", value)
+        return copy.deepcopy(value)
+
+
+def set_profile(path: str | Path, profile: str) -> bool:
+    """Point params.yaml's top-level `profile:` at `profile`, editing only that line; True if it changed."""
+    import re
+
+    if profile not in PROFILES:
+        raise UserError(f"PROFILE={profile}: unknown profile (expected one of {', '.join(PROFILES)})")
+    path = Path(path)
+    text = path.read_text(encoding="utf-8")
+    pattern = re.compile(r"^profile:[ \t]*([^\s#]+)", re.MULTILINE)
+    match = pattern.search(text)
+    if match is None:
+        raise UserError(f"{path}: no top-level 'profile:' line")
+    if match.group(1) == profile:
+        return False
+    from .io_utils import atomic_write_text
+
+    atomic_write_text(path, text[: match.start(1)] + profile + text[match.end(1) :])
+    return True

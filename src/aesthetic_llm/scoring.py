@@ -1,0 +1,150 @@
+"""Level-probability scoring: the study's (and Q-Align's) probability-weighted score, done correctly.
+
+At the rating position the model's distribution over the N level labels is read as whole label
+sequences, each followed by the end-of-turn token: with Qwen's digit-by-digit tokenizer "10" is
+"1","0" and shares its first token with "1", so first-token probabilities are wrong. One forward pass
+over the prompt (image included) fills a KV cache; one more batched pass scores every label of every
+image from that cache. Score = Σ_l p(l) · centre(l) on the MOS scale.
+
+Modes: `direct` (the answer starts with "Rating Level:") and `cot` (greedy analysis first, then the
+distribution at "Rating Level:"). The level the model writes in text is recorded as well.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+from PIL import Image
+
+from .levels import level_labels, level_to_mos, parse_rating_level
+from .prompts import RATING_PREFIX, score_instruction
+
+END_OF_TURN = "<|im_end|>"
+
+
+@dataclass
+class LevelPrediction:
+    score: float  # probability-weighted level, mapped to the MOS scale
+    probs: list[float]  # p(level 1) … p(level N)
+    text_level: int | None  # the level the model wrote (cot), or None
+    text: str  # the assistant text up to and including "Rating Level:"
+
+
+class LevelScorer:
+    def __init__(
+        self, model_path: str | Path, num_levels: int = 10, device: str | None = None, dtype: torch.dtype | None = None
+    ) -> None:
+        from transformers import AutoModelForImageTextToText, AutoProcessor
+
+        self.device = device or ("cuda" if torch.cuda.is_available() else "cpu")
+        self.processor = AutoProcessor.from_pretrained(str(model_path))
+        self.tokenizer = self.processor.tokenizer
+        self.tokenizer.padding_side = "left"
+        self.model = (
+            AutoModelForImageTextToText.from_pretrained(
+                str(model_path), dtype=dtype or (torch.bfloat16 if self.device == "cuda" else torch.float32)
+            )
+            .to(self.device)
+            .eval()
+        )
+        self.num_levels = num_levels
+        self.labels = level_labels(num_levels)
+        end_id = self.tokenizer.convert_tokens_to_ids(END_OF_TURN)
+        # " 7<|im_end|>": the label as the model writes it after "Rating Level:", then end of turn.
+        self.candidates = [self.tokenizer.encode(" " + lab, add_special_tokens=False) + [end_id] for lab in self.labels]
+        self.centres = torch.tensor([level_to_mos(i + 1, num_levels) for i in range(num_levels)])
+
+    # -- prompts ----------------------------------------------------------------------------------
+    def prompt(self) -> str:
+        messages = [
+            {
+                "role": "user",
+                "content": [{"type": "image"}, {"type": "text", "text": score_instruction(self.num_levels)}],
+            }
+        ]
+        return self.processor.apply_chat_template(messages, add_generation_prompt=True)
+
+    def _inputs(self, texts: Sequence[str], images: Sequence[Image.Image]) -> dict[str, torch.Tensor]:
+        enc = self.processor(text=list(texts), images=list(images), return_tensors="pt", padding=True)
+        return {k: v.to(self.device) for k, v in enc.items()}
+
+    # -- generation (cot) -------------------------------------------------------------------------
+    @torch.no_grad()
+    def generate(self, images: Sequence[Image.Image], max_new_tokens: int) -> list[str]:
+        prompt = self.prompt()
+        inputs = self._inputs([prompt] * len(images), images)
+        out = self.model.generate(**inputs, max_new_tokens=max_new_tokens, do_sample=False)
+        new = out[:, inputs["input_ids"].shape[1] :]
+        return self.tokenizer.batch_decode(new, skip_special_tokens=True)
+
+    @staticmethod
+    def rating_prefix(generated: str) -> str:
+        """Assistant text up to and including the first 'Rating Level:'; appended when the model omits it."""
+        idx = generated.find(RATING_PREFIX)
+        if idx >= 0:
+            return generated[: idx + len(RATING_PREFIX)]
+        return (generated.strip() + " " + RATING_PREFIX).lstrip()
+
+    # -- level distribution -----------------------------------------------------------------------
+    @torch.no_grad()
+    def label_logprobs(self, images: Sequence[Image.Image], answer_prefixes: Sequence[str]) -> torch.Tensor:
+        """(B, N) log-probabilities of each full label sequence after each prompt + answer prefix."""
+        prompt = self.prompt()
+        inputs = self._inputs([prompt + a for a in answer_prefixes], images)
+        mask = inputs["attention_mask"]
+        pos, _ = self.model.model.get_rope_index(
+            inputs["input_ids"],
+            image_grid_thw=inputs.get("image_grid_thw"),
+            attention_mask=mask,
+            mm_token_type_ids=inputs.get("mm_token_type_ids"),
+        )
+        out = self.model(**inputs, position_ids=pos, use_cache=True)
+        first = torch.log_softmax(out.logits[:, -1].float(), dim=-1)  # distribution of each label's first token
+
+        n_img, n_lab = len(images), len(self.candidates)
+        width = max(len(c) for c in self.candidates)
+        pad = self.tokenizer.pad_token_id
+        cand = torch.full((n_lab, width), pad, dtype=torch.long)
+        cand_mask = torch.zeros((n_lab, width), dtype=torch.long)
+        for i, c in enumerate(self.candidates):
+            cand[i, : len(c)] = torch.tensor(c)
+            cand_mask[i, : len(c)] = 1
+        cand = cand.repeat(n_img, 1).to(self.device)  # (B*N, W), image-major
+        cand_mask = cand_mask.repeat(n_img, 1).to(self.device)
+        cache = out.past_key_values
+        cache.batch_repeat_interleave(n_lab)
+        # Text positions continue after the prompt's last (3-D, M-RoPE) position; padding is left.
+        start = pos[:, :, -1].max(dim=0).values + 1  # (B,)
+        steps = torch.arange(width, device=self.device)
+        cpos = (start.repeat_interleave(n_lab)[:, None] + steps[None]).unsqueeze(0).expand(3, -1, -1)
+        full_mask = torch.cat([mask.repeat_interleave(n_lab, dim=0), cand_mask], dim=1)
+        self.model.model.rope_deltas = None
+        logits = self.model(
+            input_ids=cand, attention_mask=full_mask, position_ids=cpos, past_key_values=cache, use_cache=True
+        ).logits.float()
+        logp = torch.log_softmax(logits, dim=-1)  # (B*N, W, V): position t predicts token t+1
+        first_lp = first.repeat_interleave(n_lab, dim=0).gather(1, cand[:, :1]).squeeze(1)
+        rest = logp[:, :-1].gather(2, cand[:, 1:, None]).squeeze(2) * cand_mask[:, 1:]
+        return (first_lp + rest.sum(dim=1)).view(n_img, n_lab).cpu()
+
+    def predict(
+        self, images: Sequence[Image.Image], mode: str = "cot", max_new_tokens: int = 96
+    ) -> list[LevelPrediction]:
+        if mode == "cot":
+            generated = self.generate(images, max_new_tokens)
+            prefixes = [self.rating_prefix(g) for g in generated]
+            text_levels = [parse_rating_level(g, self.num_levels) for g in generated]
+        elif mode == "direct":
+            prefixes = [RATING_PREFIX] * len(images)
+            text_levels = [None] * len(images)
+        else:
+            raise ValueError(f"unknown scoring mode {mode!r} (cot | direct)")
+        probs = torch.softmax(self.label_logprobs(images, prefixes), dim=-1)
+        scores = probs @ self.centres
+        return [
+            LevelPrediction(float(s), [round(float(x), 6) for x in p], tl, t)
+            for s, p, tl, t in zip(scores, probs, text_levels, prefixes, strict=True)
+        ]

@@ -1,0 +1,95 @@
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+from scipy import stats
+
+from aesthetic_llm.errors import UserError
+from aesthetic_llm.evaluate import evaluate
+from aesthetic_llm.metrics import bootstrap_ci, krcc, pairwise_accuracy, plcc, srcc, summarise
+
+from .conftest import ROOT
+
+
+def test_correlations_equal_scipy_with_ties():
+    rng = np.random.default_rng(0)
+    mos = np.round(rng.uniform(1, 10, 200), 1)
+    pred = np.round(mos + rng.normal(0, 2, 200))  # many ties
+    assert abs(srcc(pred, mos) - stats.spearmanr(pred, mos).statistic) < 1e-9
+    assert abs(plcc(pred, mos) - stats.pearsonr(pred, mos).statistic) < 1e-9
+    assert abs(krcc(pred, mos) - stats.kendalltau(pred, mos, variant="b").statistic) < 1e-9
+
+
+def test_degenerate_inputs_give_none_not_errors():
+    mos = np.array([1.0, 2.0, 3.0, 4.0])
+    assert srcc(np.full(4, 5.0), mos) is None
+    assert plcc(np.array([1.0, 2.0]), np.array([1.0, 2.0])) is None
+    m = summarise(np.full(4, 5.0), mos, n_boot=50, ci=0.95, seed=0, threshold=5)
+    assert m["srcc"] is None and m["srcc_ci"] is None and m["n"] == 4
+
+
+def test_bootstrap_ci_contains_point_estimate_and_is_seeded():
+    rng = np.random.default_rng(1)
+    mos = rng.uniform(1, 10, 100)
+    pred = mos + rng.normal(0, 1.5, 100)
+    ci = bootstrap_ci(pred, mos, srcc, 300, 0.95, seed=7)
+    assert ci[0] < srcc(pred, mos) < ci[1]
+    assert ci == bootstrap_ci(pred, mos, srcc, 300, 0.95, seed=7)
+
+
+def test_pairwise_accuracy_counts_prediction_ties_half():
+    mos = {"a": 5.0, "b": 5.1, "c": 5.2}
+    pairs = [("a", "b", 0.1), ("b", "c", 0.1), ("a", "c", 0.2)]
+    assert pairwise_accuracy({"a": 1.0, "b": 2.0, "c": 3.0}, pairs, mos) == (1.0, 3)
+    assert pairwise_accuracy({"a": 3.0, "b": 2.0, "c": 2.0}, pairs, mos) == (round(0.5 / 3, 4), 3)
+    assert pairwise_accuracy({"a": 1.0}, pairs, mos) == (None, 0)
+
+
+def _write(path, text):
+    path.write_text(text)
+    return path
+
+
+def test_evaluate_reports_every_model_and_split(tmp_path):
+    rng = np.random.default_rng(2)
+    rows = ["image_id,model,split,pred,text_level,mos"]
+    for model, noise in (("zero_shot", 5.0), ("sft", 0.5)):
+        for i in range(40):
+            mos = 1 + 9 * i / 39
+            rows.append(f"img{i},{model},test,{mos + rng.normal(0, noise):.4f},{round(mos)},{mos:.4f}")
+    p = _write(tmp_path / "p.csv", "\n".join(rows) + "\n")
+    m = evaluate(p, None, n_boot=200, seed=0)
+    assert set(m["models"]) == {"zero_shot", "sft"}
+    assert m["models"]["sft"]["test"]["srcc"] > m["models"]["zero_shot"]["test"]["srcc"]
+    assert m["models"]["sft"]["test"]["p_vs_zero_shot"] < 0.05
+    assert m["models"]["sft"]["test"]["text_level_rate"] == 1.0
+
+
+@pytest.mark.parametrize(
+    ("content", "message"),
+    [
+        ("image_id,model,split,mos\na,m,test,1\n", r"missing column\(s\) pred"),
+        (
+            "image_id,model,split,pred,mos\na,m,test,1.0,2\nb,m,test,oops,3\n",
+            r"p\.csv:3: column pred: not a number \('oops'\)",
+        ),
+        ("image_id,model,split,pred,mos\na,m,test,nan,2\n", r"p\.csv:2: column pred: not finite"),
+    ],
+)
+def test_bad_predictions_are_one_line_errors_with_row(tmp_path, content, message):
+    p = _write(tmp_path / "p.csv", content)
+    with pytest.raises(UserError, match=message):
+        evaluate(p, None, n_boot=0)
+
+
+def test_evaluate_cli_exit_code(tmp_path):
+    p = _write(tmp_path / "p.csv", "image_id,model,split,mos\n")
+    proc = subprocess.run(
+        [sys.executable, str(ROOT / "scripts/evaluate.py"), "--predictions", str(p), "--out", str(tmp_path / "m.json")],
+        capture_output=True,
+        text=True,
+        cwd=ROOT,
+    )
+    assert proc.returncode == 2 and proc.stderr.count("\n") == 1 and "missing column(s) pred" in proc.stderr
+    assert not (tmp_path / "m.json").exists()

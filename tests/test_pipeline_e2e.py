@@ -1,0 +1,171 @@
+"""End to end: the real DVC pipeline (real llamafactory-cli SFT and DPO) at seconds scale in a temp copy.
+
+Checks what a user relies on: every stage runs, metrics come from this run's own predictions, a second
+`dvc repro` is a no-op, changing dpo.beta reruns exactly DPO and what follows, and bad input fails with
+one line while earlier results stay on disk.
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+import yaml
+from scipy import stats
+
+from .conftest import ROOT, TINY_BUILD
+
+pytestmark = pytest.mark.slow
+ALL_STAGES = {"model", "data", "annotate", "sft_data", "sft", "dpo_data", "dpo", "score", "evaluate", "report"}
+
+
+def _env() -> dict[str, str]:
+    env = dict(os.environ)
+    env["PATH"] = f"{Path(sys.executable).parent}{os.pathsep}{env.get('PATH', '')}"
+    env.update(DVC_NO_ANALYTICS="1", PYTHONUNBUFFERED="1", TOKENIZERS_PARALLELISM="false")
+    return env
+
+
+def _run(cmd: list[str], cwd: Path, check: bool = True) -> subprocess.CompletedProcess:
+    proc = subprocess.run(cmd, cwd=cwd, env=_env(), capture_output=True, text=True, timeout=900)
+    if check and proc.returncode != 0:
+        raise AssertionError(
+            f"{' '.join(cmd)} failed ({proc.returncode}):\n{proc.stdout[-4000:]}\n{proc.stderr[-4000:]}"
+        )
+    return proc
+
+
+def _ran(output: str) -> set[str]:
+    return {line.split("'")[1] for line in output.splitlines() if line.startswith("Running stage '")}
+
+
+@pytest.fixture(scope="module")
+def workspace(tmp_path_factory) -> Path:
+    ws = tmp_path_factory.mktemp("pipeline")
+    for name in ("src", "scripts", "llamafactory_configs"):
+        shutil.copytree(ROOT / name, ws / name, ignore=shutil.ignore_patterns("__pycache__"))
+    shutil.copy(ROOT / "dvc.yaml", ws / "dvc.yaml")
+    params = yaml.safe_load((ROOT / "params.yaml").read_text())
+    params["model"]["build"] = dict(TINY_BUILD)
+    params["data"].update(image_size=56, crops_per_source={"train": 3, "val": 2, "test": 6, "unseen": 2})
+    for stage in ("sft", "dpo"):
+        params[stage].update(num_train_epochs=1, per_device_train_batch_size=4)
+    params["sft"]["extra"] = {"logging_steps": 1}
+    params["dpo"]["extra"] = {"logging_steps": 1}
+    params["score"].update(max_new_tokens=12, batch_size=8)
+    params["evaluate"]["bootstrap"] = 100
+    (ws / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
+    _run(["git", "init", "-q"], ws)
+    _run(["dvc", "init", "-q"], ws)
+    return ws
+
+
+@pytest.fixture(scope="module")
+def first_run(workspace) -> str:
+    return _run(["dvc", "repro"], workspace).stdout
+
+
+def test_every_stage_runs_and_writes_its_outputs(workspace, first_run):
+    assert _ran(first_run) == ALL_STAGES
+    for path in (
+        "models/base/config.json",
+        "models/sft/model.safetensors",
+        "models/dpo/model.safetensors",
+        "data/prepared/hard_pairs.csv",
+        "data/llamafactory/sft/dataset_info.json",
+        "reports/train/sft_log.csv",
+        "reports/train/dpo_log.csv",
+        "reports/train/sft_config.yaml",
+        "reports/metrics.json",
+        "reports/report.md",
+        "reports/figures/scatter_test.png",
+        "dvc.lock",
+    ):
+        assert (workspace / path).exists(), path
+    cfg = yaml.safe_load((workspace / "reports/train/dpo_config.yaml").read_text())
+    assert cfg["stage"] == "dpo" and cfg["model_name_or_path"] == "models/sft" and cfg["pref_beta"] == 0.1
+
+
+def test_metrics_come_from_this_runs_predictions(workspace, first_run):
+    metrics = json.loads((workspace / "reports/metrics.json").read_text())
+    assert set(metrics["models"]) == {"zero_shot", "sft", "dpo"}
+    with (workspace / "reports/predictions.csv").open() as fh:
+        rows = list(csv.DictReader(fh))
+    for model, splits in metrics["models"].items():
+        assert set(splits) == {"val", "test", "hard", "unseen"}
+        for split, m in splits.items():
+            sel = [r for r in rows if r["model"] == model and r["split"] == split]
+            assert m["n"] == len(sel) > 0
+            pred = np.array([float(r["pred"]) for r in sel])
+            mos = np.array([float(r["mos"]) for r in sel])
+            if m["srcc"] is not None:
+                assert abs(m["srcc"] - stats.spearmanr(pred, mos).statistic) < 1e-4
+            assert abs(m["mean_bias"] - (pred.mean() - mos.mean())) < 1e-3
+    report = (workspace / "reports/report.md").read_text()
+    srcc = metrics["models"]["sft"]["test"]["srcc"]
+    assert (f"{srcc:.3f}" if srcc is not None else "n/a") in report
+
+
+def test_second_repro_is_a_no_op(workspace, first_run):
+    out = _run(["dvc", "repro"], workspace).stdout
+    assert _ran(out) == set()
+
+
+def test_changing_dpo_beta_reruns_only_dpo_and_downstream(workspace, first_run):
+    params = yaml.safe_load((workspace / "params.yaml").read_text())
+    params["dpo"]["beta"] = 0.2
+    (workspace / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
+    status = json.loads(_run(["dvc", "status", "--json"], workspace).stdout)
+    assert set(status) == {"dpo"}
+    out = _run(["dvc", "repro"], workspace).stdout
+    assert _ran(out) == {"dpo", "score", "evaluate", "report"}
+    cfg = yaml.safe_load((workspace / "reports/train/dpo_config.yaml").read_text())
+    assert cfg["pref_beta"] == 0.2
+
+
+def test_missing_image_is_one_line_error_and_keeps_results(workspace, first_run):
+    manifest = workspace / "data/prepared/test/manifest.csv"
+    rows = list(csv.DictReader(manifest.open()))
+    victim = workspace / rows[1]["path"]
+    victim.chmod(0o644)
+    victim.unlink()
+    before = (workspace / "reports/predictions.csv").read_text()
+    proc = _run([sys.executable, "scripts/score.py"], workspace, check=False)
+    assert proc.returncode == 2
+    err = proc.stderr.strip().splitlines()
+    assert err[-1].startswith("error: data/prepared/test/manifest.csv:3: cannot read image"), err[-1]
+    assert (workspace / "reports/predictions.csv").read_text() == before
+
+
+def test_lora_sft_is_merged_into_a_plain_checkpoint(workspace, first_run):
+    """The paper profile's path (LoRA + `llamafactory-cli export`), run on the tiny model on CPU."""
+    params = yaml.safe_load((workspace / "params.yaml").read_text())
+    params["sft"].update(
+        finetuning_type="lora",
+        output_dir="models/sft_lora",
+        learning_rate=1e-3,
+        extra={"lora_rank": 4, "lora_target": "all", "logging_steps": 1},
+    )
+    (workspace / "params_lora.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
+    _run([sys.executable, "scripts/train_sft.py", "--params", "params_lora.yaml"], workspace)
+    out = workspace / "models/sft_lora"
+    assert (out / "adapter/adapter_config.json").exists()
+    assert (out / "model.safetensors").exists() and not (out / "adapter_config.json").exists()
+    from PIL import Image
+
+    from aesthetic_llm.scoring import LevelScorer
+
+    image = Image.open(
+        workspace
+        / "data/prepared/images/val/"
+        / sorted(p.name for p in (workspace / "data/prepared/images/val").iterdir())[0]
+    ).convert("RGB")
+    pred = LevelScorer(out, 10, device="cpu").predict([image], mode="direct")[0]
+    assert 1.0 <= pred.score <= 10.0

@@ -1,0 +1,99 @@
+"""The demo model loads like a hub checkpoint, and level scoring matches brute-force sequence log-probs."""
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+
+from aesthetic_llm.scoring import LevelScorer
+
+
+@pytest.fixture(scope="module")
+def scorer(tiny_model_dir):
+    return LevelScorer(tiny_model_dir, num_levels=10, device="cpu")
+
+
+def _images(n: int) -> list[Image.Image]:
+    rng = np.random.default_rng(3)
+    return [Image.fromarray((rng.random((56, 56, 3)) * 255).astype("uint8")) for _ in range(n)]
+
+
+def test_loads_through_auto_classes_like_a_hub_checkpoint(tiny_model_dir):
+    from transformers import AutoConfig, AutoModelForImageTextToText, AutoProcessor
+
+    assert AutoConfig.from_pretrained(tiny_model_dir).model_type == "qwen2_vl"
+    proc = AutoProcessor.from_pretrained(tiny_model_dir)
+    assert type(proc).__name__ == "Qwen2VLProcessor"
+    assert (
+        type(AutoModelForImageTextToText.from_pretrained(tiny_model_dir)).__name__ == "Qwen2VLForConditionalGeneration"
+    )
+    for tok in ("<|im_start|>", "<|im_end|>", "<|vision_start|>", "<|image_pad|>", "<|vision_end|>"):
+        assert tok in proc.tokenizer.get_vocab()
+
+
+def test_ten_is_two_tokens_like_qwen(scorer):
+    tok = scorer.tokenizer
+    assert len(tok.encode("10", add_special_tokens=False)) == 2
+    one, ten = scorer.candidates[0], scorer.candidates[9]
+    assert ten[: len(one) - 1] == one[:-1], "'10' must share its first tokens with '1'"
+    # The label tokens are the same in context as alone (no merge across 'Rating Level:').
+    prefix = tok.encode("Rating Level:", add_special_tokens=False)
+    assert tok.encode("Rating Level: 10", add_special_tokens=False) == prefix + ten[:-1]
+
+
+def _brute_force(scorer: LevelScorer, image: Image.Image, answer_prefix: str) -> torch.Tensor:
+    """log p(label + end | prompt + prefix) by one uncached forward per label."""
+    enc = scorer._inputs([scorer.prompt() + answer_prefix], [image])
+    n = enc["input_ids"].shape[1]
+    out = []
+    for cand in scorer.candidates:
+        ids = torch.cat([enc["input_ids"], torch.tensor([cand])], dim=1)
+        mtt = torch.cat(
+            [enc["mm_token_type_ids"], torch.zeros((1, len(cand)), dtype=enc["mm_token_type_ids"].dtype)], 1
+        )
+        scorer.model.model.rope_deltas = None
+        with torch.no_grad():
+            logits = (
+                scorer.model(
+                    input_ids=ids,
+                    attention_mask=torch.ones_like(ids),
+                    pixel_values=enc["pixel_values"],
+                    image_grid_thw=enc["image_grid_thw"],
+                    mm_token_type_ids=mtt,
+                )
+                .logits[0]
+                .float()
+            )
+        lp = torch.log_softmax(logits, dim=-1)
+        out.append(sum(lp[n - 1 + i, t].item() for i, t in enumerate(cand)))
+    return torch.tensor(out)
+
+
+def test_batched_cached_scores_match_brute_force_with_padding(scorer):
+    images = _images(3)
+    # Different answer lengths force left padding inside the batch.
+    prefixes = [
+        "Rating Level:",
+        "Analysis: The exposure is well balanced. Rating Level:",
+        "Analysis: Contrast is strong. Rating Level:",
+    ]
+    fast = scorer.label_logprobs(images, prefixes)
+    for b in range(3):
+        assert torch.allclose(fast[b], _brute_force(scorer, images[b], prefixes[b]), atol=1e-4)
+
+
+def test_predictions_are_distributions_and_weighted_scores(scorer):
+    preds = scorer.predict(_images(2), mode="cot", max_new_tokens=8)
+    for p in preds:
+        assert abs(sum(p.probs) - 1) < 1e-4 and len(p.probs) == 10
+        expect = sum(pr * (i + 1) for i, pr in enumerate(p.probs))
+        assert abs(p.score - expect) < 1e-3 and 1.0 <= p.score <= 10.0
+        assert p.text.endswith("Rating Level:")
+    direct = scorer.predict(_images(1), mode="direct")
+    assert direct[0].text == "Rating Level:" and direct[0].text_level is None
+
+
+def test_rating_prefix_cuts_or_appends():
+    assert LevelScorer.rating_prefix("Analysis: ok. Rating Level: 7") == "Analysis: ok. Rating Level:"
+    assert LevelScorer.rating_prefix("Analysis: ok.") == "Analysis: ok. Rating Level:"
+    assert LevelScorer.rating_prefix("") == "Rating Level:"
