@@ -96,6 +96,18 @@ def test_degradation_strength_is_monotone():
 
 def test_overlapping_split_sources_are_rejected(repo_params, tmp_path):
     p = small_params(repo_params, tmp_path)
-    p["data"]["split_sources"]["val"] = ["coffee"]
-    with pytest.raises(UserError, match=r"\['coffee'\] listed in more than one split"):
+    p["data"]["split_sources"]["val"] = ["chelsea"]
+    with pytest.raises(UserError, match=r"\[.chelsea.\] listed in more than one split"):
         prepare(Params(p, profile="demo"))
+
+
+def test_grey_photos_never_get_the_invisible_colour_degradation(prepared):
+    from aesthetic_llm.demo_data import is_grayscale, load_sources
+
+    _, out, _ = prepared
+    grey = {name for name, views in load_sources().items() if all(is_grayscale(v) for v in views)}
+    assert {"camera", "coins", "moon"} <= grey and "chelsea" not in grey
+    for split in SPLITS:
+        for r in read_csv(manifest_path(out, split)):
+            if r["source"] in grey:
+                assert "colour" not in json.loads(r["degradations"]), r["image_id"]

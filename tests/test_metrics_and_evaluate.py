@@ -93,3 +93,34 @@ def test_evaluate_cli_exit_code(tmp_path):
     )
     assert proc.returncode == 2 and proc.stderr.count("\n") == 1 and "missing column(s) pred" in proc.stderr
     assert not (tmp_path / "m.json").exists()
+
+
+def test_plcc_logistic_matches_an_independent_reference_fit():
+    from scipy.optimize import least_squares
+
+    from aesthetic_llm.metrics import logistic4, plcc_logistic
+
+    rng = np.random.default_rng(4)
+    pred = rng.uniform(0, 1, 300)
+    mos = logistic4(pred, 9.0, 1.5, 0.5, 0.08) + rng.normal(0, 0.4, 300)  # strongly non-linear
+
+    # Reference: a different optimiser from a different start on the same model.
+    def resid(b):
+        return logistic4(pred, *b) - mos
+
+    ref = least_squares(resid, x0=[8.0, 2.0, 0.4, 0.2]).x
+    expect = stats.pearsonr(logistic4(pred, *ref), mos).statistic
+    got = plcc_logistic(pred, mos)
+    assert abs(got - expect) < 1e-4
+    assert got > plcc(pred, mos) + 0.02  # the fit linearises the relation
+    assert plcc_logistic(np.full(10, 3.0), np.arange(10.0)) is None
+
+
+def test_plcc_logistic_cannot_reward_a_backwards_ranking():
+    from aesthetic_llm.metrics import plcc_logistic
+
+    rng = np.random.default_rng(5)
+    mos = rng.uniform(1, 10, 200)
+    backwards = -mos + rng.normal(0, 1, 200)
+    assert plcc(backwards, mos) < -0.8
+    assert plcc_logistic(backwards, mos) is None or plcc_logistic(backwards, mos) < 0.1

@@ -144,7 +144,7 @@ def test_missing_image_is_one_line_error_and_keeps_results(workspace, first_run)
     assert (workspace / "reports/predictions.csv").read_text() == before
 
 
-def test_lora_sft_is_merged_into_a_plain_checkpoint(workspace, first_run):
+def test_lora_sft_is_merged_into_a_plain_checkpoint(workspace, first_run, monkeypatch):
     """The paper profile's path (LoRA + `llamafactory-cli export`), run on the tiny model on CPU."""
     params = yaml.safe_load((workspace / "params.yaml").read_text())
     params["sft"].update(
@@ -169,3 +169,9 @@ def test_lora_sft_is_merged_into_a_plain_checkpoint(workspace, first_run):
     ).convert("RGB")
     pred = LevelScorer(out, 10, device="cpu").predict([image], mode="direct")[0]
     assert 1.0 <= pred.score <= 10.0
+    # The unmerged adapter scores the same (merged on load), as score_images.py accepts either.
+    from aesthetic_llm.scorer import Scorer
+
+    monkeypatch.chdir(workspace)  # the adapter names its base by the relative path it was trained from
+    via_adapter = Scorer(out / "adapter", mode="direct", device="cpu")([image])[0]
+    assert abs(via_adapter - pred.score) < 1e-3

@@ -107,6 +107,11 @@ def degrade(img: Image.Image, kind: str, strength: float, rng: np.random.Generat
     raise UserError(f"unknown degradation {kind!r} (known: {', '.join(SEEN_DEGRADATIONS + UNSEEN_DEGRADATIONS)})")
 
 
+def is_grayscale(img: Image.Image) -> bool:
+    arr = np.asarray(img.convert("RGB"), dtype=np.int16)[::4, ::4]
+    return bool(np.abs(arr[..., 0] - arr[..., 1]).max() <= 2 and np.abs(arr[..., 1] - arr[..., 2]).max() <= 2)
+
+
 def random_crop(img: Image.Image, size: int, rng: np.random.Generator, min_frac: float = 0.35) -> Image.Image:
     w, h = img.size
     side = int(min(w, h) * rng.uniform(min_frac, 1.0))
@@ -129,6 +134,9 @@ def make_sample(
     image_id: str, source: str, photo: Image.Image, kinds: tuple[str, ...], size: int, rng: np.random.Generator
 ) -> Sample:
     quality = float(rng.uniform(0.0, 1.0))
+    if is_grayscale(photo):
+        # Desaturating a grey photo changes nothing: a score must only reflect visible damage.
+        kinds = tuple(k for k in kinds if k != "colour")
     n_types = int(rng.integers(1, min(3, len(kinds)) + 1))
     chosen = list(rng.choice(kinds, size=n_types, replace=False))
     shares = rng.dirichlet(np.ones(n_types))

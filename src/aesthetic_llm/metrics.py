@@ -36,6 +36,41 @@ def krcc(pred: np.ndarray, mos: np.ndarray) -> float | None:
     return _finite(stats.kendalltau(pred, mos, variant="b").statistic) if _ok(pred, mos) else None
 
 
+def logistic4(x: np.ndarray, b1: float, b2: float, b3: float, b4: float) -> np.ndarray:
+    """VQEG's monotonic 4-parameter logistic used to map objective scores onto MOS before PLCC."""
+    return (b1 - b2) / (1 + np.exp(-(x - b3) / (abs(b4) + 1e-12))) + b2
+
+
+def fit_logistic4(pred: np.ndarray, mos: np.ndarray) -> np.ndarray | None:
+    """Least-squares fit constrained to be increasing (b1 >= b2), so a model that ranks backwards
+    cannot earn a positive PLCC from a flipped curve."""
+    from scipy.optimize import curve_fit
+
+    def rising(x: np.ndarray, b2: float, span: float, b3: float, b4: float) -> np.ndarray:
+        return logistic4(x, b2 + span, b2, b3, b4)
+
+    p0 = [float(mos.min()), float(np.ptp(mos)) or 1.0, float(np.mean(pred)), float(np.std(pred)) or 1.0]
+    bounds = ([-np.inf, 0.0, -np.inf, 1e-9], [np.inf, np.inf, np.inf, np.inf])
+    try:
+        (b2, span, b3, b4), _ = curve_fit(rising, pred, mos, p0=p0, bounds=bounds, maxfev=20000)
+    except (RuntimeError, ValueError):
+        return None
+    params = np.array([b2 + span, b2, b3, b4])
+    return params if np.all(np.isfinite(params)) else None
+
+
+def plcc_logistic(pred: np.ndarray, mos: np.ndarray) -> float | None:
+    """PLCC after the 4-parameter logistic fit (labelled as such in reports; not the raw PLCC)."""
+    if not _ok(pred, mos) or len(pred) < 5:
+        return None
+    params = fit_logistic4(pred, mos)
+    if params is None:
+        return None
+    fitted = logistic4(pred, *params)
+    # A fit that collapses to a near-constant (e.g. for a backwards ranking) has no defined PLCC.
+    return plcc(fitted, mos) if np.ptp(fitted) > 1e-3 * np.ptp(mos) else None
+
+
 def bootstrap_ci(pred: np.ndarray, mos: np.ndarray, fn: Any, n_boot: int, ci: float, seed: int) -> list[float] | None:
     """Percentile bootstrap over images."""
     if not _ok(pred, mos) or n_boot <= 0:
@@ -87,6 +122,7 @@ def summarise(
         "plcc": r(plcc(pred, mos)),
         "plcc_ci": bootstrap_ci(pred, mos, plcc, n_boot, ci, seed + 1),
         "krcc": r(krcc(pred, mos)),
+        "plcc_logistic": r(plcc_logistic(pred, mos)),
         "rmse": r(float(np.sqrt(np.mean((pred - mos) ** 2)))) if len(pred) else None,
         "mean_bias": r(float(np.mean(pred) - np.mean(mos))) if len(pred) else None,
         "pred_std": r(float(np.std(pred))) if len(pred) else None,

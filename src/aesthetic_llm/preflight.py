@@ -31,6 +31,7 @@ def check(params: Params) -> list[str]:
         p.num(f"{stage}.num_train_epochs", lo=0.0)
         p.int(f"{stage}.per_device_train_batch_size", lo=1)
         p.int(f"{stage}.gradient_accumulation_steps", lo=1)
+        p.bool(f"{stage}.select_checkpoint", False)
         cfg = Path(p.str(f"{stage}.config"))
         if not cfg.exists():
             raise UserError(f"{p.source}: {stage}.config: {cfg} not found")

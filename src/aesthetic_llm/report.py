@@ -48,6 +48,23 @@ def results_table(metrics: dict[str, Any]) -> str:
     return "\n".join(lines)
 
 
+def detail_table(metrics: dict[str, Any]) -> str:
+    lines = [
+        "| model | split | n | SRCC | PLCC [95% CI] | PLCC after 4-param logistic | KRCC (tau-b) | RMSE | binary acc | p vs zero-shot |",
+        "|---|---|---|---|---|---|---|---|---|---|",
+    ]
+    for m, splits in metrics["models"].items():
+        for split in SPLITS:
+            e = splits.get(split)
+            if e:
+                lines.append(
+                    f"| {m} | {split} | {e['n']} | {_fmt(e.get('srcc'))} | {_fmt(e.get('plcc'), e.get('plcc_ci'))} | "
+                    f"{_fmt(e.get('plcc_logistic'))} | {_fmt(e.get('krcc'))} | {_fmt(e.get('rmse'))} | "
+                    f"{_fmt(e.get('binary_acc'))} | {_fmt(e.get('p_vs_zero_shot'))} |"
+                )
+    return "\n".join(lines)
+
+
 def agreement_table(metrics: dict[str, Any]) -> str:
     lines = [
         "| model | split | writes a level | mean abs(text level − weighted score), MOS units | text-level SRCC | pred std | mean bias |",
@@ -148,13 +165,100 @@ def base_note(params: dict[str, Any]) -> str:
     return f"Base model: `{params.get('model', {}).get('name_or_path')}`."
 
 
+def plot_selection(train_dir: Path, fig_dir: Path) -> list[str]:
+    """Val SRCC of every checkpoint beside the loss curves: the choice is made on the former."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    made = []
+    for stage in ("sft", "dpo"):
+        sel_path = train_dir / f"{stage}_selection.csv"
+        if not sel_path.exists():
+            continue
+        sel = [r for r in read_csv(sel_path) if r["val_srcc"] not in ("", "None")]
+        if not sel:
+            continue
+        log = _read_log(train_dir / f"{stage}_log.csv")
+        fig, ax = plt.subplots(figsize=(5.5, 3.4))
+        for key in ("loss", "eval_loss"):
+            if key in log:
+                xs, ys = zip(*log[key], strict=True)
+                ax.plot(xs, ys, marker="o" if key == "eval_loss" else None, ms=3, label=key, alpha=0.8)
+        ax.set_xlabel("step")
+        ax.set_ylabel("loss")
+        ax2 = ax.twinx()
+        steps = [int(r["step"]) for r in sel]
+        vals = [float(r["val_srcc"]) for r in sel]
+        ax2.plot(steps, vals, "s-", color="tab:red", label="val SRCC")
+        best = max(range(len(vals)), key=lambda i: (vals[i], -steps[i]))
+        ax2.axvline(steps[best], color="tab:red", ls=":", lw=1)
+        ax2.set_ylabel("val SRCC", color="tab:red")
+        ax.set_title(f"{stage}: checkpoint chosen on val SRCC (step {steps[best]})")
+        lines = ax.get_legend_handles_labels()[0] + ax2.get_legend_handles_labels()[0]
+        ax.legend(lines, [ln.get_label() for ln in lines], fontsize=7, loc="upper right")
+        fig.tight_layout()
+        name = f"{stage}_checkpoint_selection.png"
+        fig.savefig(fig_dir / name, dpi=110)
+        plt.close(fig)
+        made.append(name)
+    return made
+
+
+def plot_calibration(pred_csv: Path, fig_dir: Path, split: str = "test") -> list[str]:
+    """Mean prediction per true-MOS bin (± s.e.): calibration and the mean bias toward the middle."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    rows = [r for r in read_csv(pred_csv, required=("model", "split", "pred", "mos")) if r["split"] == split]
+    models = [m for m in MODELS if any(r["model"] == m for r in rows)]
+    if not models:
+        return []
+    edges = np.arange(1, 11)
+    fig, ax = plt.subplots(figsize=(4.6, 3.6))
+    for m in models:
+        mos = np.array([float(r["mos"]) for r in rows if r["model"] == m])
+        pred = np.array([float(r["pred"]) for r in rows if r["model"] == m])
+        idx = np.clip(np.digitize(mos, edges) - 1, 0, len(edges) - 2)
+        centres, means, errs = [], [], []
+        for b in range(len(edges) - 1):
+            sel = pred[idx == b]
+            if len(sel):
+                centres.append(edges[b] + 0.5)
+                means.append(sel.mean())
+                errs.append(sel.std(ddof=1) / np.sqrt(len(sel)) if len(sel) > 1 else 0.0)
+        ax.errorbar(centres, means, yerr=errs, marker="o", ms=3, capsize=2, label=m)
+    ax.plot([1, 10], [1, 10], "k--", lw=0.8, label="ideal")
+    ax.set(
+        xlim=(1, 10),
+        ylim=(1, 10),
+        xlabel="true MOS (bin centre)",
+        ylabel="mean prediction",
+        title=f"Calibration ({split})",
+    )
+    ax.legend(fontsize=7)
+    fig.tight_layout()
+    name = f"calibration_{split}.png"
+    fig.savefig(fig_dir / name, dpi=110)
+    plt.close(fig)
+    return [name]
+
+
 def build_report(
     metrics_path: Path, pred_csv: Path, train_dir: Path, data_stats: Path, out: Path, params_snapshot: dict[str, Any]
 ) -> str:
     metrics = read_json(metrics_path)
     fig_dir = out.parent / "figures"
     fig_dir.mkdir(parents=True, exist_ok=True)
-    figs = plot_curves(train_dir, fig_dir) + plot_scatter(pred_csv, fig_dir)
+    figs = (
+        plot_curves(train_dir, fig_dir)
+        + plot_selection(train_dir, fig_dir)
+        + plot_scatter(pred_csv, fig_dir)
+        + plot_calibration(pred_csv, fig_dir)
+    )
     stats = read_json(data_stats) if data_stats.exists() else {}
     train = {
         s: read_json(train_dir / f"{s}_metrics.json")
@@ -175,6 +279,13 @@ def build_report(
         "",
         f"Reference only, not produced by this run — {STUDY_REFERENCE}",
         "",
+        "## All metrics",
+        "",
+        f"Binary accuracy at MOS >= {metrics.get('settings', {}).get('binary_threshold')}; p-values from a paired "
+        "bootstrap of the SRCC difference on the same images.",
+        "",
+        detail_table(metrics),
+        "",
         "## Text level vs probability-weighted score (test)",
         "",
         "The study saw the written level disagree with the weighted score and a mean bias toward the middle.",
@@ -192,6 +303,12 @@ def build_report(
             + (
                 f", final reward accuracy {_fmt(m.get('final_reward_accuracy'))}"
                 if "final_reward_accuracy" in m
+                else ""
+            )
+            + (
+                f"; checkpoint chosen on val SRCC: step {m['selected_step']} (val SRCC {_fmt(m.get('selected_val_srcc'))}"
+                f", last step {m.get('final_step')}: {_fmt(m.get('final_val_srcc'))})"
+                if "selected_step" in m
                 else ""
             )
         )

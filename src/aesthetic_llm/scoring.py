@@ -33,23 +33,46 @@ class LevelPrediction:
     text: str  # the assistant text up to and including "Rating Level:"
 
 
+def load_model(model_path: str | Path, dtype: torch.dtype, processor_path: str | Path | None = None) -> tuple:
+    """(processor, model) from a full checkpoint or hub id, or from a LoRA adapter dir (merged on load).
+
+    processor_path: where the processor lives when model_path has none (a Trainer checkpoint dir)."""
+    import json
+
+    from transformers import AutoModelForImageTextToText, AutoProcessor
+
+    path = Path(model_path)
+    adapter_cfg = path / "adapter_config.json"
+    if adapter_cfg.exists():
+        from peft import PeftModel
+
+        base = json.loads(adapter_cfg.read_text())["base_model_name_or_path"]
+        has_processor = (path / "tokenizer_config.json").exists()
+        processor = AutoProcessor.from_pretrained(str(path if has_processor else processor_path or base))
+        model = AutoModelForImageTextToText.from_pretrained(base, dtype=dtype)
+        return processor, PeftModel.from_pretrained(model, str(path)).merge_and_unload()
+    has_processor = not path.exists() or (path / "tokenizer_config.json").exists()
+    processor = AutoProcessor.from_pretrained(
+        str(model_path if has_processor or processor_path is None else processor_path)
+    )
+    return processor, AutoModelForImageTextToText.from_pretrained(str(model_path), dtype=dtype)
+
+
 class LevelScorer:
     def __init__(
-        self, model_path: str | Path, num_levels: int = 10, device: str | None = None, dtype: torch.dtype | None = None
+        self,
+        model_path: str | Path,
+        num_levels: int = 10,
+        device: str | None = None,
+        dtype: torch.dtype | None = None,
+        processor_path: str | Path | None = None,
     ) -> None:
-        from transformers import AutoModelForImageTextToText, AutoProcessor
-
         self.device = device or ("cuda" if torch.cuda.is_available() else "cpu")
-        self.processor = AutoProcessor.from_pretrained(str(model_path))
+        dtype = dtype or (torch.bfloat16 if self.device == "cuda" else torch.float32)
+        self.processor, model = load_model(model_path, dtype, processor_path)
+        self.model = model.to(self.device).eval()
         self.tokenizer = self.processor.tokenizer
         self.tokenizer.padding_side = "left"
-        self.model = (
-            AutoModelForImageTextToText.from_pretrained(
-                str(model_path), dtype=dtype or (torch.bfloat16 if self.device == "cuda" else torch.float32)
-            )
-            .to(self.device)
-            .eval()
-        )
         self.num_levels = num_levels
         self.labels = level_labels(num_levels)
         end_id = self.tokenizer.convert_tokens_to_ids(END_OF_TURN)

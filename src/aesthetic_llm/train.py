@@ -19,6 +19,7 @@ import yaml
 from .errors import UserError
 from .io_utils import atomic_write_text, read_json, write_csv, write_json
 from .params import Params
+from .selection import drop_checkpoints, promote, select_checkpoint
 
 LOG_FIELDS = [
     "step",
@@ -115,6 +116,31 @@ def export_log(output_dir: Path, csv_path: Path) -> dict[str, Any]:
     return summary
 
 
+def choose_checkpoint(
+    params: Params, stage: str, train_dir: Path, summary: dict[str, Any], reports_dir: Path
+) -> dict[str, Any]:
+    """Score every saved checkpoint on val (the downstream metric) and promote the best to the stage's model."""
+    import csv
+
+    from .prepare import manifest_path
+
+    with (reports_dir / f"{stage}_log.csv").open() as fh:
+        eval_loss = {int(r["step"]): float(r["eval_loss"]) for r in csv.DictReader(fh) if r.get("eval_loss")}
+    sel = select_checkpoint(
+        train_dir,
+        int(summary["steps"]),
+        manifest_path(params.str("data.out_dir"), "val"),
+        reports_dir / f"{stage}_selection.csv",
+        eval_loss,
+        num_levels=params.int("levels.num_levels", lo=2),
+        mode=params.str("score.mode", choices=("cot", "direct")),
+        max_new_tokens=params.int("score.max_new_tokens", lo=1),
+        batch_size=params.int("score.batch_size", lo=1),
+    )
+    promote(Path(sel.pop("selected_path")), train_dir)
+    return sel
+
+
 def train_stage(
     params: Params, stage: str, model_path: str, reports_dir: Path = Path("reports/train")
 ) -> dict[str, Any]:
@@ -128,6 +154,9 @@ def train_stage(
     run_llamafactory("train", config, overrides, out_dir / "llamafactory_train.log")
     train_dir = Path(overrides["output_dir"])
     summary = export_log(train_dir, reports_dir / f"{stage}_log.csv")
+    if params.bool(f"{stage}.select_checkpoint", False):
+        summary.update(choose_checkpoint(params, stage, train_dir, summary, reports_dir))
+    drop_checkpoints(train_dir)
     if overrides["finetuning_type"] == "lora":
         merge = {
             "model_name_or_path": model_path,
