@@ -1,11 +1,20 @@
 #!/usr/bin/env python
-"""DVC stage `sft_data`: LLaMA-Factory sharegpt SFT dataset (+ val) and dataset_info.json."""
+"""DVC stage `sft_data`: LLaMA-Factory sharegpt datasets (CoT and plain-answer, + val) and dataset_info.json."""
 
 import argparse
 from pathlib import Path
 
 from aesthetic_llm.errors import cli_entry
-from aesthetic_llm.lf_data import load_annotations, sft_records, write_sft_dataset
+from aesthetic_llm.lf_data import (
+    PLAIN_DATASET,
+    PLAIN_VAL_DATASET,
+    SFT_DATASET,
+    SFT_VAL_DATASET,
+    load_annotations,
+    plain_records,
+    sft_records,
+    write_sft_dataset,
+)
 from aesthetic_llm.params import Params
 
 
@@ -18,10 +27,18 @@ def main() -> None:
     p = Params.load(args.params)
     n = p.int("levels.num_levels", lo=2)
     ann = Path(p.str("annotate.out_dir"))
-    train = sft_records(load_annotations(ann / "train.jsonl"), n)
+    train = load_annotations(ann / "train.jsonl")
     val_path = ann / "val.jsonl"
-    val = sft_records(load_annotations(val_path), n) if val_path.exists() else []
-    write_sft_dataset(Path(args.out), train, val)
+    val = load_annotations(val_path) if val_path.exists() else []
+    write_sft_dataset(
+        Path(args.out),
+        {
+            SFT_DATASET: sft_records(train, n),
+            SFT_VAL_DATASET: sft_records(val, n),
+            PLAIN_DATASET: plain_records(train, n),
+            PLAIN_VAL_DATASET: plain_records(val, n),
+        },
+    )
     print(f"sft: {len(train)} train, {len(val)} val records -> {args.out}")
 
 

@@ -48,6 +48,9 @@ def test_each_stage_lists_its_script_and_imported_modules():
         assert script in deps, f"stage {name}: script {script} not in deps"
         needed = {f"src/{PKG}/{m}.py" for m in _closure(ROOT / script)}
         assert needed <= deps, f"stage {name}: missing deps {sorted(needed - deps)}"
+        # And no module it does not import: an extra dep would rerun the stage for nothing.
+        listed = {d for d in deps if d.startswith(f"src/{PKG}/")}
+        assert listed <= needed, f"stage {name}: deps it does not import {sorted(listed - needed)}"
 
 
 def _has(params: dict, dotted: str) -> bool:

@@ -23,7 +23,20 @@ from scipy import stats
 from .conftest import ROOT, TINY_BUILD
 
 pytestmark = pytest.mark.slow
-ALL_STAGES = {"model", "data", "annotate", "sft_data", "sft", "dpo_data", "dpo", "score", "evaluate", "report"}
+ALL_STAGES = {
+    "model",
+    "data",
+    "annotate",
+    "sft_data",
+    "qalign_style",
+    "sft",
+    "dpo_data",
+    "dpo",
+    "score",
+    "evaluate",
+    "report",
+}
+MODELS = {"zero_shot", "zero_shot_qalign5", "qalign_style", "sft", "dpo"}
 
 
 def _env() -> dict[str, str]:
@@ -95,7 +108,7 @@ def test_every_stage_runs_and_writes_its_outputs(workspace, first_run):
 
 def test_metrics_come_from_this_runs_predictions(workspace, first_run):
     metrics = json.loads((workspace / "reports/metrics.json").read_text())
-    assert set(metrics["models"]) == {"zero_shot", "sft", "dpo"}
+    assert set(metrics["models"]) == MODELS
     with (workspace / "reports/predictions.csv").open() as fh:
         rows = list(csv.DictReader(fh))
     for model, splits in metrics["models"].items():

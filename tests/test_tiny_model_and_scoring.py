@@ -97,3 +97,23 @@ def test_rating_prefix_cuts_or_appends():
     assert LevelScorer.rating_prefix("Analysis: ok. Rating Level: 7") == "Analysis: ok. Rating Level:"
     assert LevelScorer.rating_prefix("Analysis: ok.") == "Analysis: ok. Rating Level:"
     assert LevelScorer.rating_prefix("") == "Rating Level:"
+
+
+def test_qalign_scheme_scores_whole_words_and_matches_brute_force(tiny_model_dir):
+    from aesthetic_llm.scoring import QALIGN_AESTHETIC
+
+    scorer = LevelScorer(tiny_model_dir, num_levels=10, device="cpu", scheme=QALIGN_AESTHETIC)
+    assert scorer.prompt().count("How would you rate the aesthetics of this image?") == 1
+    # The demo tokenizer never saw these words: several are multi-token, which is the point of the check.
+    assert max(len(c) for c in scorer.candidates) > 1
+    images = _images(2)
+    prefix = QALIGN_AESTHETIC.answer_prefix
+    fast = scorer.label_logprobs(images, [prefix, prefix])
+    for b in range(2):
+        assert torch.allclose(fast[b], _brute_force(scorer, images[b], prefix), atol=1e-4)
+    pred = scorer.predict(images[:1], mode="direct")[0]
+    assert pred.text == prefix and 1.0 <= pred.score <= 10.0
+    expect = sum(p * c for p, c in zip(pred.probs, QALIGN_AESTHETIC.centres, strict=True))
+    assert abs(pred.score - expect) < 1e-3
+    with pytest.raises(ValueError, match="no cot mode"):
+        scorer.predict(images[:1], mode="cot")

@@ -15,8 +15,8 @@ from .critic import measure, write_critique
 from .errors import UserError
 from .io_utils import read_csv, write_json, write_jsonl
 from .levels import mos_to_level
+from .manifest import manifest_path
 from .params import Params
-from .prepare import manifest_path
 from .prompts import PROMPT_VERSION
 
 
@@ -50,10 +50,15 @@ def annotate(params: Params) -> dict[str, int]:
     data_dir = Path(params.str("data.out_dir"))
     out_dir = Path(params.str("annotate.out_dir"))
     if backend == "api":
-        raise UserError(
-            f"{params.source}: annotate.backend: api is not implemented yet (tracked in the API-annotation issue); "
-            "use backend: offline"
+        from .api_annotate import annotate_params  # imports the openai client only when used
+
+        manifests = {split: manifest_path(data_dir, split) for split in params.list("annotate.splits")}
+        counts, api_summaries = annotate_params(params, manifests, out_dir)
+        write_json(
+            out_dir / "summary.json",
+            {"backend": backend, "prompt_version": PROMPT_VERSION, "counts": counts, "api": api_summaries},
         )
+        return counts
     counts = {}
     for split in params.list("annotate.splits"):
         src = manifest_path(data_dir, split)

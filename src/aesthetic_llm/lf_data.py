@@ -10,9 +10,11 @@ import numpy as np
 from .critic import ImageProperties, write_critique
 from .errors import UserError
 from .io_utils import read_jsonl, write_json
-from .prompts import score_instruction
+from .prompts import RATING_PREFIX, score_instruction
 
 SFT_DATASET, SFT_VAL_DATASET, DPO_DATASET = "aesthetic_sft", "aesthetic_sft_val", "aesthetic_dpo"
+# The no-CoT ablation (Q-Align-style training): the same images, answered with the level alone.
+PLAIN_DATASET, PLAIN_VAL_DATASET = "aesthetic_plain", "aesthetic_plain_val"
 _TAGS = {"role_tag": "role", "content_tag": "content", "user_tag": "user", "assistant_tag": "assistant"}
 
 
@@ -24,6 +26,17 @@ def sft_records(annotations: list[dict[str, Any]], num_levels: int) -> list[dict
     return [
         {
             "messages": [user_turn(num_levels), {"role": "assistant", "content": a["critique"]}],
+            "images": [a["path"]],
+            "image_id": a["image_id"],
+        }
+        for a in annotations
+    ]
+
+
+def plain_records(annotations: list[dict[str, Any]], num_levels: int) -> list[dict[str, Any]]:
+    return [
+        {
+            "messages": [user_turn(num_levels), {"role": "assistant", "content": f"{RATING_PREFIX} {a['level']}"}],
             "images": [a["path"]],
             "image_id": a["image_id"],
         }
@@ -58,9 +71,10 @@ def near_level_pairs(
     return out
 
 
-def write_sft_dataset(out_dir: Path, train: list[dict[str, Any]], val: list[dict[str, Any]]) -> None:
+def write_sft_dataset(out_dir: Path, datasets: dict[str, list[dict[str, Any]]]) -> None:
+    """Write each named dataset (skipping empty ones) and one dataset_info.json describing them."""
     info = {}
-    for name, rows in ((SFT_DATASET, train), (SFT_VAL_DATASET, val)):
+    for name, rows in datasets.items():
         if not rows:
             continue
         write_json(out_dir / f"{name}.json", rows)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import time
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -12,19 +13,39 @@ from PIL import Image
 from .errors import UserError
 from .io_utils import read_csv, write_csv
 from .levels import level_to_mos
+from .manifest import manifest_path
 from .params import Params
-from .prepare import manifest_path
 
 PRED_FIELDS = ["image_id", "model", "split", "pred", "text_level", "mos", "probs"]
 
 
-def model_table(params: Params) -> dict[str, str]:
-    """The study's rows: the base model zero-shot, after SFT, after DPO."""
-    return {
+@dataclass(frozen=True)
+class ModelRow:
+    name: str
+    path: str
+    scheme: str  # levels | qalign5
+    mode: str  # cot | direct
+
+
+def model_table(params: Params) -> list[ModelRow]:
+    """The study's rows (base zero-shot, SFT, DPO), the no-CoT ablation, and Q-Align's method on chosen models."""
+    mode = params.str("score.mode", choices=("cot", "direct"))
+    paths = {
         "zero_shot": params.str("model.name_or_path"),
+        "qalign_style": params.str("qalign_style.output_dir"),
         "sft": params.str("sft.output_dir"),
         "dpo": params.str("dpo.output_dir"),
     }
+    rows = [
+        ModelRow(name, path, "levels", "direct" if name == "qalign_style" else mode) for name, path in paths.items()
+    ]
+    for name in params.list("score.qalign_method_models", []):
+        if name not in paths:
+            raise UserError(
+                f"{params.source}: score.qalign_method_models: unknown model {name!r} (one of {', '.join(paths)})"
+            )
+        rows.append(ModelRow(f"{name}_qalign5", paths[name], "qalign5", "direct"))
+    return rows
 
 
 def load_images(rows: list[dict[str, str]], source: Path) -> list[Image.Image]:
@@ -39,7 +60,7 @@ def load_images(rows: list[dict[str, str]], source: Path) -> list[Image.Image]:
 
 
 def score_all(params: Params, out: Path) -> dict[str, Any]:
-    from .scoring import LevelScorer
+    from .scoring import LevelScorer, scheme_by_name
 
     num_levels = params.int("levels.num_levels", lo=2)
     mode = params.str("score.mode", choices=("cot", "direct"))
@@ -50,19 +71,20 @@ def score_all(params: Params, out: Path) -> dict[str, Any]:
     hard_ids = {r["image_id"] for r in read_csv(manifest_path(data_dir, "hard"), required=("image_id",))}
     rows_out: list[dict[str, Any]] = []
     timing: dict[str, float] = {}
-    for name, path in model_table(params).items():
+    for row in model_table(params):
+        name, path = row.name, row.path
         if not Path(path).exists() and params.profile == "demo":
             raise UserError(f"model {name}: {path} not found (run its stage first: dvc repro)")
-        scorer = LevelScorer(path, num_levels)
+        scorer = LevelScorer(path, num_levels, scheme=scheme_by_name(row.scheme, num_levels))
         t0 = time.perf_counter()
         for split in splits:
             src = manifest_path(data_dir, split)
             manifest = read_csv(src, required=("image_id", "path", "mos"))
             for start in range(0, len(manifest), batch):
                 chunk = manifest[start : start + batch]
-                preds = scorer.predict(load_images(chunk, src), mode=mode, max_new_tokens=max_new)
+                preds = scorer.predict(load_images(chunk, src), mode=row.mode, max_new_tokens=max_new)
                 for r, p in zip(chunk, preds, strict=True):
-                    row = {
+                    rec = {
                         "image_id": r["image_id"],
                         "model": name,
                         "split": split,
@@ -71,13 +93,13 @@ def score_all(params: Params, out: Path) -> dict[str, Any]:
                         "mos": r["mos"],
                         "probs": json.dumps(p.probs),
                     }
-                    rows_out.append(row)
+                    rows_out.append(rec)
                     if split == "test" and r["image_id"] in hard_ids:
-                        rows_out.append(dict(row, split="hard"))
+                        rows_out.append(dict(rec, split="hard"))
             print(f"scored {name} / {split}: {len(manifest)} images", flush=True)
         timing[name] = round(time.perf_counter() - t0, 2)
     write_csv(out, rows_out, PRED_FIELDS)
-    return {"rows": len(rows_out), "seconds": timing, "mode": mode}
+    return {"rows": len(rows_out), "seconds": timing, "mode": mode, "models": [vars(r) for r in model_table(params)]}
 
 
 def text_level_mos(value: str, num_levels: int) -> float:

@@ -47,15 +47,19 @@ def check(params: Params) -> list[str]:
     notes = []
     if p.str("data.dataset") == "ava":
         root = Path(p.str("data.ava_root"))
-        if not root.exists():
+        if not root.exists() and not p.str("data.ava_url", ""):
             raise UserError(
-                f"{p.source}: data.ava_root: {str(root) or '(empty)'} does not exist — profile {p.profile} needs AVA on "
-                f"disk (set profiles.{p.profile}.data.ava_root)"
+                f"{p.source}: data.ava_root: {str(root) or '(empty)'} does not exist and data.ava_url is not set — "
+                f"profile {p.profile} needs AVA on disk or a URL to fetch it from (profiles.{p.profile}.data)"
             )
-    if p.str("annotate.backend") == "api" and not (
-        os.environ.get("OPENAI_API_KEY") or os.environ.get("DASHSCOPE_API_KEY")
-    ):
-        raise UserError(
-            "annotate.backend is api but neither OPENAI_API_KEY nor DASHSCOPE_API_KEY is set in the environment"
-        )
+        for split in ("train", "val", "test", "unseen"):
+            p.int(f"data.subset_sizes.{split}", lo=0)
+    if p.str("annotate.backend") == "api":
+        from .api_annotate import ApiConfig
+
+        env = ApiConfig.from_params(p).api_key_env()
+        if not os.environ.get(env):
+            raise UserError(
+                f"annotate.backend is api ({p.str('annotate.api.base_url')}) but {env} is not set in the environment"
+            )
     return notes

@@ -12,15 +12,10 @@ import numpy as np
 from .demo_data import SEEN_DEGRADATIONS, SOURCES, hard_pairs, load_sources, make_sample
 from .errors import UserError
 from .io_utils import write_csv, write_json
+from .manifest import SPLITS, manifest_path
 from .params import Params
 
-SPLITS = ("train", "val", "test", "unseen")
-EVAL_SPLITS = ("val", "test", "hard", "unseen")
 MANIFEST_FIELDS = ["image_id", "path", "mos", "split", "source", "degradations"]
-
-
-def manifest_path(out_dir: str | Path, split: str) -> Path:
-    return Path(out_dir) / split / "manifest.csv"
 
 
 def assign_sources(params: Params) -> dict[str, list[str]]:
@@ -82,9 +77,18 @@ def prepare_demo(params: Params, out_dir: Path) -> dict[str, Any]:
 
 
 def finish_splits(
-    params: Params, out_dir: Path, rows_by_split: dict[str, list[dict[str, Any]]], assignment: dict[str, list[str]]
+    params: Params,
+    out_dir: Path,
+    rows_by_split: dict[str, list[dict[str, Any]]],
+    assignment: dict[str, list[str]],
+    extra_stats: dict[str, Any] | None = None,
+    fields: list[str] | None = None,
 ) -> dict[str, Any]:
-    """Write manifests, derive the hard set and hard pairs from `test`, check disjointness, return stats."""
+    """Write manifests, derive the hard set and hard pairs from `test`, check disjointness, return stats.
+
+    `fields` overrides the manifest columns (AVA rows carry votes/vote_std); `extra_stats` is merged
+    into stats.json (dataset-specific counts, skipped images, throughput).
+    """
     lo, hi = (float(x) for x in params.list("data.hard_band"))
     max_delta = params.num("data.hard_pair_max_delta", lo=0.0)
     test = rows_by_split["test"]
@@ -97,7 +101,7 @@ def finish_splits(
                 raise UserError(f"image {r['image_id']} appears in both {seen[r['image_id']]} and {split}")
             seen[r["image_id"]] = split
     for split, rows in rows_by_split.items():
-        write_csv(manifest_path(out_dir, split), rows, MANIFEST_FIELDS)
+        write_csv(manifest_path(out_dir, split), rows, fields or MANIFEST_FIELDS)
     pairs = hard_pairs([r["image_id"] for r in test], [float(r["mos"]) for r in test], max_delta)
     write_csv(
         Path(out_dir) / "hard_pairs.csv",
@@ -116,6 +120,7 @@ def finish_splits(
             for s, rows in rows_by_split.items()
         },
     }
+    stats.update(extra_stats or {})
     write_json(Path(out_dir) / "stats.json", stats)
     return stats
 
@@ -125,10 +130,6 @@ def prepare(params: Params) -> dict[str, Any]:
     dataset = params.str("data.dataset", choices=("demo", "ava"))
     if dataset == "demo":
         return prepare_demo(params, out_dir)
-    root = Path(params.str("data.ava_root"))
-    if not root.exists():
-        raise UserError(
-            f"{params.source}: data.ava_root: {root} does not exist "
-            f"(profile {params.profile} needs AVA on disk; set profiles.{params.profile}.data.ava_root)"
-        )
-    raise UserError("data.dataset: ava: the AVA/AADB loader is not implemented yet (tracked in the paper-data issue)")
+    from .paper_data import prepare_paper  # AVA (+ AADB as unseen), from disk or downloaded
+
+    return prepare_paper(params, out_dir)

@@ -11,7 +11,7 @@ import numpy as np
 
 from .io_utils import atomic_write_text, read_csv, read_json
 
-MODELS = ("zero_shot", "sft", "dpo")
+MODELS = ("zero_shot", "zero_shot_qalign5", "qalign_style", "sft", "dpo")
 SPLITS = ("test", "hard", "unseen", "val")
 # Figures the study reported, for orientation only (Qwen2-VL-7B on AVA / AADB; not produced here).
 STUDY_REFERENCE = (
@@ -173,7 +173,7 @@ def plot_selection(train_dir: Path, fig_dir: Path) -> list[str]:
     import matplotlib.pyplot as plt
 
     made = []
-    for stage in ("sft", "dpo"):
+    for stage in ("qalign_style", "sft", "dpo"):
         sel_path = train_dir / f"{stage}_selection.csv"
         if not sel_path.exists():
             continue
@@ -262,7 +262,7 @@ def build_report(
     stats = read_json(data_stats) if data_stats.exists() else {}
     train = {
         s: read_json(train_dir / f"{s}_metrics.json")
-        for s in ("sft", "dpo")
+        for s in ("qalign_style", "sft", "dpo")
         if (train_dir / f"{s}_metrics.json").exists()
     }
     parts = [

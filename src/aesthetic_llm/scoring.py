@@ -25,6 +25,45 @@ from .prompts import RATING_PREFIX, score_instruction
 END_OF_TURN = "<|im_end|>"
 
 
+@dataclass(frozen=True)
+class ScoringScheme:
+    """What is asked and which answers are weighed: the study's N levels, or Q-Align's five words."""
+
+    name: str
+    instruction: str
+    answer_prefix: str  # the answer text before the label ("Rating Level:")
+    labels: tuple[str, ...]
+    centres: tuple[float, ...]  # each label's value on the MOS scale (1–10)
+    end_of_turn: bool = True  # label followed by <|im_end|>: needed when one label prefixes another ("1"/"10")
+    cot: bool = True  # whether an analysis may be generated before the answer prefix
+
+
+def levels_scheme(num_levels: int) -> ScoringScheme:
+    labels = tuple(level_labels(num_levels))
+    centres = tuple(level_to_mos(i + 1, num_levels) for i in range(num_levels))
+    return ScoringScheme(f"levels{num_levels}", score_instruction(num_levels), RATING_PREFIX, labels, centres)
+
+
+# Q-Align (Wu et al., 2023): five level words after a fixed stem, weights 1, .75, .5, .25, 0 -> MOS 10 … 1.
+QALIGN_AESTHETIC = ScoringScheme(
+    "qalign5",
+    "How would you rate the aesthetics of this image?",
+    "The aesthetics of the image is",
+    ("excellent", "good", "fair", "poor", "bad"),
+    tuple(1 + 9 * w for w in (1.0, 0.75, 0.5, 0.25, 0.0)),
+    end_of_turn=False,
+    cot=False,
+)
+
+
+def scheme_by_name(name: str, num_levels: int) -> ScoringScheme:
+    if name == "levels":
+        return levels_scheme(num_levels)
+    if name == "qalign5":
+        return QALIGN_AESTHETIC
+    raise ValueError(f"unknown scoring scheme {name!r} (levels | qalign5)")
+
+
 @dataclass
 class LevelPrediction:
     score: float  # probability-weighted level, mapped to the MOS scale
@@ -66,6 +105,7 @@ class LevelScorer:
         device: str | None = None,
         dtype: torch.dtype | None = None,
         processor_path: str | Path | None = None,
+        scheme: ScoringScheme | None = None,
     ) -> None:
         self.device = device or ("cuda" if torch.cuda.is_available() else "cpu")
         dtype = dtype or (torch.bfloat16 if self.device == "cuda" else torch.float32)
@@ -74,18 +114,19 @@ class LevelScorer:
         self.tokenizer = self.processor.tokenizer
         self.tokenizer.padding_side = "left"
         self.num_levels = num_levels
-        self.labels = level_labels(num_levels)
-        end_id = self.tokenizer.convert_tokens_to_ids(END_OF_TURN)
-        # " 7<|im_end|>": the label as the model writes it after "Rating Level:", then end of turn.
-        self.candidates = [self.tokenizer.encode(" " + lab, add_special_tokens=False) + [end_id] for lab in self.labels]
-        self.centres = torch.tensor([level_to_mos(i + 1, num_levels) for i in range(num_levels)])
+        self.scheme = scheme or levels_scheme(num_levels)
+        self.labels = list(self.scheme.labels)
+        end = [self.tokenizer.convert_tokens_to_ids(END_OF_TURN)] if self.scheme.end_of_turn else []
+        # " 7<|im_end|>": the label as the model writes it after the answer prefix, then end of turn.
+        self.candidates = [self.tokenizer.encode(" " + lab, add_special_tokens=False) + end for lab in self.labels]
+        self.centres = torch.tensor(self.scheme.centres)
 
     # -- prompts ----------------------------------------------------------------------------------
     def prompt(self) -> str:
         messages = [
             {
                 "role": "user",
-                "content": [{"type": "image"}, {"type": "text", "text": score_instruction(self.num_levels)}],
+                "content": [{"type": "image"}, {"type": "text", "text": self.scheme.instruction}],
             }
         ]
         return self.processor.apply_chat_template(messages, add_generation_prompt=True)
@@ -156,12 +197,14 @@ class LevelScorer:
     def predict(
         self, images: Sequence[Image.Image], mode: str = "cot", max_new_tokens: int = 96
     ) -> list[LevelPrediction]:
+        if mode == "cot" and not self.scheme.cot:
+            raise ValueError(f"scheme {self.scheme.name} has no cot mode (use direct)")
         if mode == "cot":
             generated = self.generate(images, max_new_tokens)
             prefixes = [self.rating_prefix(g) for g in generated]
             text_levels = [parse_rating_level(g, self.num_levels) for g in generated]
         elif mode == "direct":
-            prefixes = [RATING_PREFIX] * len(images)
+            prefixes = [self.scheme.answer_prefix] * len(images)
             text_levels = [None] * len(images)
         else:
             raise ValueError(f"unknown scoring mode {mode!r} (cot | direct)")

@@ -117,23 +117,23 @@ def export_log(output_dir: Path, csv_path: Path) -> dict[str, Any]:
 
 
 def choose_checkpoint(
-    params: Params, stage: str, train_dir: Path, summary: dict[str, Any], reports_dir: Path
+    params: Params, name: str, train_dir: Path, summary: dict[str, Any], reports_dir: Path, mode: str
 ) -> dict[str, Any]:
     """Score every saved checkpoint on val (the downstream metric) and promote the best to the stage's model."""
     import csv
 
-    from .prepare import manifest_path
+    from .manifest import manifest_path
 
-    with (reports_dir / f"{stage}_log.csv").open() as fh:
+    with (reports_dir / f"{name}_log.csv").open() as fh:
         eval_loss = {int(r["step"]): float(r["eval_loss"]) for r in csv.DictReader(fh) if r.get("eval_loss")}
     sel = select_checkpoint(
         train_dir,
         int(summary["steps"]),
         manifest_path(params.str("data.out_dir"), "val"),
-        reports_dir / f"{stage}_selection.csv",
+        reports_dir / f"{name}_selection.csv",
         eval_loss,
         num_levels=params.int("levels.num_levels", lo=2),
-        mode=params.str("score.mode", choices=("cot", "direct")),
+        mode=mode,
         max_new_tokens=params.int("score.max_new_tokens", lo=1),
         batch_size=params.int("score.batch_size", lo=1),
     )
@@ -142,20 +142,32 @@ def choose_checkpoint(
 
 
 def train_stage(
-    params: Params, stage: str, model_path: str, reports_dir: Path = Path("reports/train")
+    params: Params,
+    stage: str,
+    model_path: str,
+    reports_dir: Path = Path("reports/train"),
+    name: str | None = None,
+    dataset: dict[str, str] | None = None,
+    score_mode: str | None = None,
 ) -> dict[str, Any]:
+    """Train `stage` (sft | dpo) with its recipe and params. A variant (`name`, e.g. the no-CoT
+    ablation) reuses the recipe and hyper-parameters with other datasets, its own output dir and reports."""
+    name = name or stage
     config = Path(params.str(f"{stage}.config"))
     overrides = overrides_for(params, stage, model_path)
-    out_dir = Path(params.str(f"{stage}.output_dir"))
+    out_dir = Path(params.str(f"{name}.output_dir"))
+    overrides["output_dir"] = f"{out_dir}/adapter" if overrides["finetuning_type"] == "lora" else str(out_dir)
+    overrides.update(dataset or {})
     if out_dir.exists():
         shutil.rmtree(out_dir)
     cfg = effective_config(config, overrides)
-    atomic_write_text(reports_dir / f"{stage}_config.yaml", yaml.safe_dump(cfg, sort_keys=False))
+    atomic_write_text(reports_dir / f"{name}_config.yaml", yaml.safe_dump(cfg, sort_keys=False))
     run_llamafactory("train", config, overrides, out_dir / "llamafactory_train.log")
     train_dir = Path(overrides["output_dir"])
-    summary = export_log(train_dir, reports_dir / f"{stage}_log.csv")
+    summary = export_log(train_dir, reports_dir / f"{name}_log.csv")
     if params.bool(f"{stage}.select_checkpoint", False):
-        summary.update(choose_checkpoint(params, stage, train_dir, summary, reports_dir))
+        mode = score_mode or params.str("score.mode", choices=("cot", "direct"))
+        summary.update(choose_checkpoint(params, name, train_dir, summary, reports_dir, mode))
     drop_checkpoints(train_dir)
     if overrides["finetuning_type"] == "lora":
         merge = {
@@ -165,9 +177,9 @@ def train_stage(
             "finetuning_type": "lora",
             "export_dir": str(out_dir),
         }
-        merge_cfg = reports_dir / f"{stage}_export.yaml"
+        merge_cfg = reports_dir / f"{name}_export.yaml"
         atomic_write_text(merge_cfg, yaml.safe_dump(merge, sort_keys=False))
         run_llamafactory("export", merge_cfg, {}, out_dir / "llamafactory_export.log")
-    summary.update({"stage": stage, "config": str(config), "finetuning_type": overrides["finetuning_type"]})
-    write_json(reports_dir / f"{stage}_metrics.json", summary)
+    summary.update({"stage": name, "config": str(config), "finetuning_type": overrides["finetuning_type"]})
+    write_json(reports_dir / f"{name}_metrics.json", summary)
     return summary
