@@ -68,3 +68,33 @@ docker-run: ## Run `make reproduce PROFILE=...` in the image on the host's GPUs,
 
 clean: ## Remove pipeline outputs (keeps .venv, the DVC cache and committed reports)
 	rm -rf data models runs .pytest_cache
+
+# --- Scale-out and alignment comparison ------------------------------------------------------------------
+STAGE ?= sft
+NNODES ?= 1
+NODE_RANK ?= 0
+MASTER_ADDR ?=
+MASTER_PORT ?=
+STRATEGIES ?= near_level far_level cross_image on_policy
+LOSSES ?= sigmoid hinge ipo kto_pair orpo simpo
+.PHONY: train-multi compare compare-report
+
+train-multi: setup ## Train STAGE=sft|dpo on GPUS per node via torchrun (multi-node: NNODES NODE_RANK MASTER_ADDR MASTER_PORT)
+	@case "$(STAGE)" in sft|dpo) ;; *) echo "error: STAGE=$(STAGE): expected sft or dpo" >&2; exit 2;; esac
+	@if [ "$(NNODES)" != 1 ] && { [ -z "$(MASTER_ADDR)" ] || [ -z "$(MASTER_PORT)" ]; }; then \
+	  echo "error: NNODES=$(NNODES): set MASTER_ADDR and MASTER_PORT (node 0's address and a free port) on every node" >&2; exit 2; fi
+	@# Node 0 runs the DVC stage (lock, checkpoint selection, merge, reports); other nodes only train their share.
+	FORCE_TORCHRUN=1 NPROC_PER_NODE=$(GPUS) NNODES=$(NNODES) NODE_RANK=$(NODE_RANK) \
+	  $(if $(MASTER_ADDR),MASTER_ADDR=$(MASTER_ADDR)) $(if $(MASTER_PORT),MASTER_PORT=$(MASTER_PORT)) \
+	  $(if $(filter 0,$(NODE_RANK)),$(BIN)/dvc repro --force --single-item $(STAGE),$(BIN)/python scripts/train_$(STAGE).py)
+
+compare: setup ## Queue and run dvc experiments over STRATEGIES x LOSSES (demo), then write reports/experiments.md
+	@for s in $(STRATEGIES); do for l in $(LOSSES); do \
+	  $(BIN)/dvc exp run --queue -n "$$s-$$l" -S profile=$(PROFILE) -S dpo.pair_strategy=$$s -S dpo.loss=$$l || exit 1; \
+	done; done
+	$(BIN)/dvc exp run --run-all --jobs 1 || echo "warning: some experiments failed: dvc queue status; dvc queue logs NAME" >&2
+	$(BIN)/dvc queue status
+	$(BIN)/python scripts/compare_experiments.py --out reports/experiments.md
+
+compare-report: setup ## Rewrite reports/experiments.md from the experiments already run (dvc exp show)
+	$(BIN)/python scripts/compare_experiments.py --out reports/experiments.md

@@ -1,21 +1,16 @@
 #!/usr/bin/env python
 """DVC stage `model`: build the demo's tiny Qwen2-VL checkpoint (random init) at model.name_or_path."""
 
-import argparse
 from pathlib import Path
 
 from aesthetic_llm.errors import cli_entry
 from aesthetic_llm.io_utils import write_json
-from aesthetic_llm.params import Params
+from aesthetic_llm.params import stage_args
 
 
 @cli_entry
 def main() -> None:
-    ap = argparse.ArgumentParser(description=__doc__)
-    ap.add_argument("--params", default="params.yaml")
-    ap.add_argument("--out", default="models/base")
-    args = ap.parse_args()
-    p = Params.load(args.params)
+    p, args = stage_args(__doc__, out="models/base")
     out = Path(args.out)
     if p.profile != "demo":
         # Nothing to build: later stages load model.name_or_path (a hub id or local path) directly.

@@ -1,36 +1,84 @@
 #!/usr/bin/env python
-"""DVC stage `dpo_data`: preference pairs from the scores (default: near-level hard pairs)."""
+"""DVC stage `dpo_data`: preference pairs (dpo.pair_strategy) and their statistics (pair_stats.json).
 
-import argparse
+near_level (the study's hard pairs) | far_level (wrong level >= dpo.far_min_gap away) | on_policy (k answers
+sampled from the SFT model: closest written level vs farthest) | cross_image (the image's own critique vs
+the critique of another image with close MOS, on the same single-image prompt).
+"""
+
 from collections import Counter
 from pathlib import Path
 
-from aesthetic_llm.errors import cli_entry
-from aesthetic_llm.io_utils import write_json
-from aesthetic_llm.lf_data import load_annotations, near_level_pairs, write_dpo_dataset
-from aesthetic_llm.params import Params
+from aesthetic_llm.errors import UserError, cli_entry
+from aesthetic_llm.io_utils import write_json, write_jsonl
+from aesthetic_llm.lf_data import (
+    PAIR_STRATEGIES,
+    cross_image_pairs,
+    far_level_pairs,
+    load_annotations,
+    near_level_pairs,
+    on_policy_pairs,
+    pair_stats,
+    write_dpo_dataset,
+)
+from aesthetic_llm.params import Params, stage_args
+
+
+def build_pairs(p: Params, strategy: str, annotations: list[dict], out: Path) -> tuple[list[dict], Counter]:
+    num_levels, seed = p.int("levels.num_levels", lo=2), p.int("seed")
+    per_image = p.int("dpo.pairs_per_image", lo=1)
+    dropped: Counter = Counter()
+    if strategy == "near_level":
+        offsets = [int(o) for o in p.list("dpo.level_offsets")]
+        pairs = near_level_pairs(annotations, num_levels, offsets, per_image, seed)
+        dropped["no_level_at_offsets"] = len(annotations) - len({r["image_id"] for r in pairs})
+    elif strategy == "far_level":
+        min_gap = p.int("dpo.far_min_gap", 4, lo=1)
+        pairs = far_level_pairs(annotations, num_levels, min_gap, per_image, seed, dropped)
+    elif strategy == "cross_image":
+        max_gap = p.num("dpo.cross_max_mos_gap", 0.5, lo=0.0)
+        pairs = cross_image_pairs(annotations, num_levels, max_gap, per_image, seed, dropped)
+    else:
+        from aesthetic_llm.on_policy import sample_answers
+
+        samples = sample_answers(
+            p.str("sft.output_dir"),
+            annotations,
+            num_levels,
+            k=p.int("dpo.on_policy_samples", 4, lo=2),
+            temperature=p.num("dpo.on_policy_temperature", 1.0, lo=1e-6),
+            max_new_tokens=p.int("dpo.on_policy_max_new_tokens", p.int("score.max_new_tokens", lo=1), lo=1),
+            batch_size=p.int("score.batch_size", lo=1),
+            seed=seed,
+        )
+        write_jsonl(
+            out / "on_policy_samples.jsonl",
+            [{"image_id": i, "answers": [{"text": t, "level": lv} for t, lv in s]} for i, s in samples.items()],
+        )
+        pairs = on_policy_pairs(annotations, samples, num_levels, dropped)
+    return pairs, dropped
 
 
 @cli_entry
 def main() -> None:
-    ap = argparse.ArgumentParser(description=__doc__)
-    ap.add_argument("--params", default="params.yaml")
-    ap.add_argument("--out", default="data/llamafactory/dpo")
-    args = ap.parse_args()
-    p = Params.load(args.params)
-    p.str("dpo.pair_strategy", choices=("near_level",))
-    offsets = [int(o) for o in p.list("dpo.level_offsets")]
-    pairs = near_level_pairs(
-        load_annotations(Path(p.str("annotate.out_dir")) / "train.jsonl"),
-        p.int("levels.num_levels", lo=2),
-        offsets,
-        p.int("dpo.pairs_per_image", lo=1),
-        p.int("seed"),
+    p, args = stage_args(__doc__, out="data/llamafactory/dpo")
+    strategy = p.str("dpo.pair_strategy", choices=PAIR_STRATEGIES)
+    out = Path(args.out)
+    out.mkdir(parents=True, exist_ok=True)
+    for stale in ("on_policy_samples.jsonl",):
+        (out / stale).unlink(missing_ok=True)
+    annotations = load_annotations(Path(p.str("annotate.out_dir")) / "train.jsonl")
+    pairs, dropped = build_pairs(p, strategy, annotations, out)
+    stats = pair_stats(strategy, annotations, pairs, dropped)
+    write_json(out / "pair_stats.json", stats)
+    if not pairs:
+        raise UserError(
+            f"dpo: pair_strategy {strategy}: no preference pairs could be built (dropped: {stats['dropped']})"
+        )
+    write_dpo_dataset(out, pairs)
+    print(
+        f"dpo ({strategy}): {len(pairs)} pairs, level gaps {stats['level_gaps']}, dropped {stats['dropped']} -> {out}"
     )
-    write_dpo_dataset(Path(args.out), pairs)
-    gaps = Counter(r["level_gap"] for r in pairs)
-    write_json(Path(args.out) / "pair_stats.json", {"pairs": len(pairs), "level_gaps": dict(sorted(gaps.items()))})
-    print(f"dpo: {len(pairs)} pairs, level gaps {dict(sorted(gaps.items()))} -> {args.out}")
 
 
 if __name__ == "__main__":

@@ -1,7 +1,6 @@
 #!/usr/bin/env python
 """DVC stage `sft_data`: LLaMA-Factory sharegpt datasets (CoT and plain-answer, + val) and dataset_info.json."""
 
-import argparse
 from pathlib import Path
 
 from aesthetic_llm.errors import cli_entry
@@ -15,16 +14,12 @@ from aesthetic_llm.lf_data import (
     sft_records,
     write_sft_dataset,
 )
-from aesthetic_llm.params import Params
+from aesthetic_llm.params import stage_args
 
 
 @cli_entry
 def main() -> None:
-    ap = argparse.ArgumentParser(description=__doc__)
-    ap.add_argument("--params", default="params.yaml")
-    ap.add_argument("--out", default="data/llamafactory/sft")
-    args = ap.parse_args()
-    p = Params.load(args.params)
+    p, args = stage_args(__doc__, out="data/llamafactory/sft")
     n = p.int("levels.num_levels", lo=2)
     ann = Path(p.str("annotate.out_dir"))
     train = load_annotations(ann / "train.jsonl")

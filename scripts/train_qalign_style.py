@@ -2,21 +2,17 @@
 """DVC stage `qalign_style`: the no-CoT ablation — the SFT recipe and hyper-parameters, but the answer
 is the plain "Rating Level: N" (Q-Align-style training, no critique). Scored in `direct` mode."""
 
-import argparse
 import json
 
 from aesthetic_llm.errors import cli_entry
 from aesthetic_llm.lf_data import PLAIN_DATASET, PLAIN_VAL_DATASET
-from aesthetic_llm.params import Params
+from aesthetic_llm.params import stage_args
 from aesthetic_llm.train import train_stage
 
 
 @cli_entry
 def main() -> None:
-    ap = argparse.ArgumentParser(description=__doc__)
-    ap.add_argument("--params", default="params.yaml")
-    args = ap.parse_args()
-    p = Params.load(args.params)
+    p, _ = stage_args(__doc__)
     summary = train_stage(
         p,
         "sft",

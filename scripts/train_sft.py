@@ -1,20 +1,16 @@
 #!/usr/bin/env python
 """DVC stage `sft`: CoT supervised fine-tuning with llamafactory-cli from the base model."""
 
-import argparse
 import json
 
 from aesthetic_llm.errors import cli_entry
-from aesthetic_llm.params import Params
+from aesthetic_llm.params import stage_args
 from aesthetic_llm.train import train_stage
 
 
 @cli_entry
 def main() -> None:
-    ap = argparse.ArgumentParser(description=__doc__)
-    ap.add_argument("--params", default="params.yaml")
-    args = ap.parse_args()
-    p = Params.load(args.params)
+    p, _ = stage_args(__doc__)
     print(json.dumps(train_stage(p, "sft", p.str("model.name_or_path"))))
 
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections import Counter
 from pathlib import Path
 from typing import Any
 
@@ -69,6 +70,147 @@ def near_level_pairs(
                 }
             )
     return out
+
+
+PAIR_STRATEGIES = ("near_level", "far_level", "on_policy", "cross_image")
+
+
+def _pair(a: dict[str, Any], num_levels: int, chosen: str, rejected: str, **extra: Any) -> dict[str, Any]:
+    """One single-image preference record: the prompt shows image `a`; both answers are candidate replies to it."""
+    return {
+        "messages": [user_turn(num_levels)],
+        "chosen": {"role": "assistant", "content": chosen},
+        "rejected": {"role": "assistant", "content": rejected},
+        "images": [a["path"]],
+        "image_id": a["image_id"],
+        **extra,
+    }
+
+
+def far_level_pairs(
+    annotations: list[dict[str, Any]],
+    num_levels: int,
+    min_gap: int,
+    per_image: int,
+    seed: int,
+    dropped: Counter[str] | None = None,
+) -> list[dict[str, Any]]:
+    """Easy pairs: like near_level, but the rejected critique is written for a level >= min_gap from the truth."""
+    rng = np.random.default_rng(seed)
+    out = []
+    for a in annotations:
+        level = int(a["level"])
+        wrong = [w for w in range(1, num_levels + 1) if abs(w - level) >= min_gap]
+        if not wrong:
+            if dropped is not None:
+                dropped["no_level_far_enough"] += 1
+            continue
+        props = ImageProperties(**a["properties"])
+        for w in rng.choice(wrong, size=min(per_image, len(wrong)), replace=False):
+            rejected = write_critique(props, int(w), num_levels)
+            out.append(_pair(a, num_levels, a["critique"], rejected, level_gap=int(abs(int(w) - level))))
+    return out
+
+
+def on_policy_pairs(
+    annotations: list[dict[str, Any]],
+    samples: dict[str, list[tuple[str, int | None]]],
+    num_levels: int,
+    dropped: Counter[str] | None = None,
+) -> list[dict[str, Any]]:
+    """Pairs from the SFT model's own sampled answers `samples[image_id] = [(text, written level or None), …]`:
+    chosen = the answer whose level is closest to the truth, rejected = the farthest (first sampled wins a tie
+    inside either set). Answers without a parseable level are dropped; an image whose closest and farthest
+    answers are equally far from the truth (all tied) gives no pair."""
+    dropped = dropped if dropped is not None else Counter()
+    out = []
+    for a in annotations:
+        answers = samples.get(a["image_id"], [])
+        parsed = [(t, lv) for t, lv in answers if lv is not None and 1 <= lv <= num_levels]
+        dropped["unparseable_answers"] += len(answers) - len(parsed)
+        if len(parsed) < 2:
+            dropped["images_with_fewer_than_2_parseable"] += 1
+            continue
+        level = int(a["level"])
+        errors = [abs(lv - level) for _, lv in parsed]
+        best, worst = min(errors), max(errors)
+        if best == worst:
+            dropped["images_all_answers_tied"] += 1
+            continue
+        (c_text, c_lv), (r_text, r_lv) = parsed[errors.index(best)], parsed[errors.index(worst)]
+        out.append(
+            _pair(a, num_levels, c_text, r_text, level_gap=abs(r_lv - c_lv), chosen_error=best, rejected_error=worst)
+        )
+    return out
+
+
+def cross_image_pairs(
+    annotations: list[dict[str, Any]],
+    num_levels: int,
+    max_mos_gap: float,
+    per_image: int,
+    seed: int,
+    dropped: Counter[str] | None = None,
+) -> list[dict[str, Any]]:
+    """Grounding pairs. The prompt shows image A only (a valid single-image DPO record); chosen = A's own
+    critique; rejected = the critique, verbatim, of another image B with close MOS (|ΔMOS| <= max_mos_gap,
+    nearest first), so both answers have the same style and (nearly) the same level and differ mainly in
+    whether the description fits the image shown. B's image never enters the record; partners whose
+    critique text equals A's are skipped (the pair would be empty)."""
+    dropped = dropped if dropped is not None else Counter()
+    for i, a in enumerate(annotations, 1):
+        if "mos" not in a:
+            raise UserError(f"annotations:{i}: cross_image pairs need each image's 'mos'")
+    rng = np.random.default_rng(seed)
+    mos = np.array([float(a["mos"]) for a in annotations])
+    out = []
+    for i, a in enumerate(annotations):
+        gap = np.abs(mos - mos[i])
+        close = [j for j in rng.permutation(len(annotations)) if j != i and gap[j] <= max_mos_gap]
+        close.sort(key=lambda j: gap[j])  # stable: random order among equal gaps
+        partners = [j for j in close if annotations[j]["critique"] != a["critique"]][:per_image]
+        if not partners:
+            dropped["identical_critiques_only" if close else "no_partner_within_gap"] += 1
+            continue
+        for j in partners:
+            b = annotations[j]
+            out.append(
+                _pair(
+                    a,
+                    num_levels,
+                    a["critique"],
+                    b["critique"],
+                    level_gap=abs(int(b["level"]) - int(a["level"])),
+                    mos_gap=round(float(gap[j]), 4),
+                    rejected_image_id=b["image_id"],
+                )
+            )
+    return out
+
+
+def pair_stats(
+    strategy: str, annotations: list[dict[str, Any]], pairs: list[dict[str, Any]], dropped: Counter[str]
+) -> dict[str, Any]:
+    """Counts, level gaps and drop reasons of one pair set (data/llamafactory/dpo/pair_stats.json)."""
+    gaps = Counter(int(r["level_gap"]) for r in pairs)
+    with_pairs = len({r["image_id"] for r in pairs})
+    stats: dict[str, Any] = {
+        "strategy": strategy,
+        "images": len(annotations),
+        "pairs": len(pairs),
+        "images_with_pairs": with_pairs,
+        "images_without_pairs": len(annotations) - with_pairs,
+        "level_gaps": {str(k): v for k, v in sorted(gaps.items())},
+        "level_gap_mean": round(float(np.mean([r["level_gap"] for r in pairs])), 4) if pairs else None,
+        "same_level_pairs": gaps.get(0, 0),
+        "dropped": dict(sorted(dropped.items())),
+    }
+    for key in ("mos_gap", "chosen_error", "rejected_error"):
+        values = [r[key] for r in pairs if key in r]
+        if values:
+            stats[f"{key}_mean"] = round(float(np.mean(values)), 4)
+            stats[f"{key}_max"] = round(float(np.max(values)), 4)
+    return stats
 
 
 def write_sft_dataset(out_dir: Path, datasets: dict[str, list[dict[str, Any]]]) -> None:

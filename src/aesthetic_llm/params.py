@@ -7,6 +7,7 @@ changing one value reruns only the stages that read it.
 
 from __future__ import annotations
 
+import argparse
 import copy
 from pathlib import Path
 from typing import Any
@@ -117,6 +118,16 @@ class Params:
         if not isinstance(value, dict):
             raise self._bad(dotted, "a mapping", value)
         return copy.deepcopy(value)
+
+
+def stage_args(description: str | None, *, out: str | None = None) -> tuple[Params, argparse.Namespace]:
+    """The command line every stage script shares: `--params` (and `--out` when the stage has one)."""
+    ap = argparse.ArgumentParser(description=description)
+    ap.add_argument("--params", default=DEFAULT_PARAMS)
+    if out is not None:
+        ap.add_argument("--out", default=out)
+    args = ap.parse_args()
+    return Params.load(args.params), args
 
 
 def set_profile(path: str | Path, profile: str) -> bool:

@@ -27,7 +27,8 @@ def check(params: Params) -> list[str]:
     p.str("annotate.backend", choices=("offline", "api"))
     for stage in ("sft", "dpo"):
         p.str(f"{stage}.finetuning_type", choices=("full", "lora", "freeze"))
-        p.num(f"{stage}.learning_rate", lo=0.0)
+        if p.get(f"{stage}.learning_rate", None) is not None:  # null = the default for the finetuning type
+            p.num(f"{stage}.learning_rate", lo=0.0)
         p.num(f"{stage}.num_train_epochs", lo=0.0)
         p.int(f"{stage}.per_device_train_batch_size", lo=1)
         p.int(f"{stage}.gradient_accumulation_steps", lo=1)
@@ -37,7 +38,7 @@ def check(params: Params) -> list[str]:
             raise UserError(f"{p.source}: {stage}.config: {cfg} not found")
     p.num("dpo.beta", lo=0.0)
     p.str("dpo.loss", choices=("sigmoid", "hinge", "ipo", "kto_pair", "orpo", "simpo"))
-    p.str("dpo.pair_strategy", choices=("near_level",))
+    p.str("dpo.pair_strategy", choices=("near_level", "far_level", "on_policy", "cross_image"))
     p.str("score.mode", choices=("cot", "direct"))
     p.int("score.batch_size", lo=1)
     p.int("score.max_new_tokens", lo=1)

@@ -247,8 +247,42 @@ def plot_calibration(pred_csv: Path, fig_dir: Path, split: str = "test") -> list
     return [name]
 
 
+def preference_pairs_section(pair_stats_path: Path) -> list[str]:
+    """The DPO preference data (dpo_data's pair_stats.json) and where the strategy x loss comparison lives."""
+    if not pair_stats_path.exists():
+        return []
+    st = read_json(pair_stats_path)
+    dropped = st.get("dropped") or {}
+    labels = {
+        "mos_gap_mean": "mean |ΔMOS| to the other image",
+        "chosen_error_mean": "mean chosen-level error",
+        "rejected_error_mean": "mean rejected-level error",
+    }
+    extras = [f"{label} {st[key]:.2f}" for key, label in labels.items() if st.get(key) is not None]
+    return [
+        "",
+        "## Preference pairs (DPO)",
+        "",
+        f"Strategy `{st.get('strategy', 'near_level')}`: {st.get('pairs')} pairs from {st.get('images_with_pairs', '?')} of "
+        f"{st.get('images', '?')} training images; level gap |chosen − rejected| counts {json.dumps(st.get('level_gaps'))}"
+        + (f", mean {st['level_gap_mean']:.2f}" if st.get("level_gap_mean") is not None else "")
+        + "".join(f"; {e}" for e in extras)
+        + (f"; dropped {json.dumps(dropped)}" if any(dropped.values()) else "; nothing dropped")
+        + ".",
+        "",
+        "Pair strategies × DPO losses are compared as DVC experiments: `make compare` writes "
+        "`reports/experiments.md` (ranked on val SRCC and hard-pair accuracy with 95% CIs).",
+    ]
+
+
 def build_report(
-    metrics_path: Path, pred_csv: Path, train_dir: Path, data_stats: Path, out: Path, params_snapshot: dict[str, Any]
+    metrics_path: Path,
+    pred_csv: Path,
+    train_dir: Path,
+    data_stats: Path,
+    out: Path,
+    params_snapshot: dict[str, Any],
+    pair_stats: Path = Path("data/llamafactory/dpo/pair_stats.json"),
 ) -> str:
     metrics = read_json(metrics_path)
     fig_dir = out.parent / "figures"
@@ -312,6 +346,7 @@ def build_report(
                 else ""
             )
         )
+    parts += preference_pairs_section(pair_stats)
     parts += ["", "## Figures", ""] + [f"![{f}](figures/{f})" for f in figs]
     if stats:
         parts += [

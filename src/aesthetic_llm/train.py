@@ -35,6 +35,31 @@ LOG_FIELDS = [
 ]
 
 
+# LLaMA-Factory 0.9.5's FinetuningArguments.pref_loss choices (orpo and simpo train without a reference model).
+PREF_LOSSES = ("sigmoid", "hinge", "ipo", "kto_pair", "orpo", "simpo")
+# Learning rate when `<stage>.learning_rate` is null, by finetuning type (SFT: the related study's 2e-5 full /
+# 1e-4 LoRA; DPO: the usual preference-tuning rates, 5e-7 full / 5e-6 LoRA).
+DEFAULT_LR = {
+    "sft": {"full": 2.0e-5, "freeze": 2.0e-5, "lora": 1.0e-4},
+    "dpo": {"full": 5.0e-7, "freeze": 5.0e-7, "lora": 5.0e-6},
+}
+
+
+def learning_rate(params: Params, stage: str, finetuning_type: str) -> float:
+    """`<stage>.learning_rate`, or the default for the finetuning type when it is null or absent."""
+    if params.get(f"{stage}.learning_rate", None) is None:
+        return DEFAULT_LR[stage][finetuning_type]
+    return params.num(f"{stage}.learning_rate", lo=0.0)
+
+
+def node_rank() -> int:
+    """This machine's rank in a multi-node launch (NODE_RANK, as torchrun and LLaMA-Factory read it)."""
+    raw = os.environ.get("NODE_RANK", "0") or "0"
+    if not raw.isdigit():
+        raise UserError(f"NODE_RANK={raw!r}: expected a non-negative integer")
+    return int(raw)
+
+
 def overrides_for(params: Params, stage: str, model_path: str) -> dict[str, Any]:
     """LLaMA-Factory keys that params.yaml controls for `stage` (sft | dpo)."""
     ft = params.str(f"{stage}.finetuning_type", choices=("full", "lora", "freeze"))
@@ -44,15 +69,25 @@ def overrides_for(params: Params, stage: str, model_path: str) -> dict[str, Any]
         "template": params.str("model.template"),
         "finetuning_type": ft,
         "output_dir": f"{out_dir}/adapter" if ft == "lora" else out_dir,
-        "learning_rate": params.num(f"{stage}.learning_rate", lo=0.0),
+        "learning_rate": learning_rate(params, stage, ft),
         "num_train_epochs": params.num(f"{stage}.num_train_epochs", lo=0.0),
         "per_device_train_batch_size": params.int(f"{stage}.per_device_train_batch_size", lo=1),
         "gradient_accumulation_steps": params.int(f"{stage}.gradient_accumulation_steps", lo=1),
         "seed": params.int("seed"),
     }
+    if ft == "lora":
+        ov["lora_rank"] = params.int(f"{stage}.lora_rank", 16, lo=1)
+        ov["lora_alpha"] = params.int(f"{stage}.lora_alpha", 32, lo=1)
+        target = params.get(f"{stage}.lora_target", "all")
+        if isinstance(target, list) and target and all(isinstance(t, str) for t in target):
+            target = ",".join(target)
+        if not isinstance(target, str) or not target:
+            raise UserError(f"{params.source}: {stage}.lora_target: expected 'all', a module name or a list of them")
+        ov["lora_target"] = target
     if stage == "dpo":
         ov["pref_beta"] = params.num("dpo.beta", lo=0.0)
-        ov["pref_loss"] = params.str("dpo.loss", choices=("sigmoid", "hinge", "ipo", "kto_pair", "orpo", "simpo"))
+        ov["pref_loss"] = params.str("dpo.loss", choices=PREF_LOSSES)
+        ov["pref_ftx"] = params.num("dpo.ftx", 0.0, lo=0.0)
     extra = params.get(f"{stage}.extra", {}) or {}
     if not isinstance(extra, dict):
         raise UserError(f"{params.source}: {stage}.extra: expected a mapping of LLaMA-Factory keys")
@@ -71,6 +106,15 @@ def effective_config(config_path: Path, overrides: dict[str, Any]) -> dict[str, 
 def _cli_value(v: Any) -> str:
     if isinstance(v, bool):
         return "true" if v else "false"
+    if isinstance(v, str) and " " not in v:
+        # llamafactory-cli reads key=value with OmegaConf (YAML 1.1): quote strings it would not keep as
+        # strings, e.g. save_strategy=no (-> False) or null.
+        try:
+            kept = yaml.safe_load(v) == v
+        except yaml.YAMLError:
+            kept = False
+        if not kept:
+            return f"'{v}'" if "'" not in v else f'"{v}"'
     return str(v)
 
 
@@ -83,6 +127,10 @@ def run_llamafactory(verb: str, config: Path, overrides: dict[str, Any], log_pat
     cmd = [llamafactory_cli(), verb, str(config)] + [f"{k}={_cli_value(v)}" for k, v in overrides.items()]
     env = dict(os.environ)
     env.setdefault("DISABLE_VERSION_CHECK", "0")
+    # Distributed runs (FORCE_TORCHRUN=1 / NPROC_PER_NODE / NNODES …) make llamafactory-cli exec `torchrun`
+    # by name: resolve it (and anything else) from this interpreter's environment first.
+    bin_dir = str(Path(sys.executable).parent)
+    env["PATH"] = bin_dir + os.pathsep + env.get("PATH", "")
     log_path.parent.mkdir(parents=True, exist_ok=True)
     print("+", " ".join(cmd), flush=True)
     with log_path.open("w", encoding="utf-8") as log:
@@ -158,6 +206,12 @@ def train_stage(
     out_dir = Path(params.str(f"{name}.output_dir"))
     overrides["output_dir"] = f"{out_dir}/adapter" if overrides["finetuning_type"] == "lora" else str(out_dir)
     overrides.update(dataset or {})
+    rank = node_rank()
+    if rank > 0:
+        # A worker node of a multi-node run: it trains its share; node 0 saves, selects, merges and reports.
+        log = Path("runs") / f"{name}_node{rank}_train.log"
+        run_llamafactory("train", config, overrides, log)
+        return {"stage": name, "node_rank": rank, "log": str(log)}
     if out_dir.exists():
         shutil.rmtree(out_dir)
     cfg = effective_config(config, overrides)

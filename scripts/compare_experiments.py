@@ -1,0 +1,190 @@
+#!/usr/bin/env python
+"""Rank DVC experiments (e.g. `make compare`: dpo.pair_strategy x dpo.loss) on val SRCC and hard-pair accuracy.
+
+Reads `dvc exp show --json` (or --json FILE) for the experiments, their params and status, and each
+experiment's own reports/metrics.json from its git commit (`dvc exp show` drops list-valued metrics such as
+the bootstrap CIs). Writes a Markdown table with 95% CIs: SRCC's bootstrap CI from the evaluate stage,
+a Wilson interval for hard-pair accuracy.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import subprocess
+from pathlib import Path
+from typing import Any
+
+from aesthetic_llm.errors import UserError, cli_entry
+from aesthetic_llm.io_utils import atomic_write_text, read_json
+
+PARAM_KEYS = ("dpo.pair_strategy", "dpo.loss", "dpo.beta", "dpo.ftx", "dpo.finetuning_type", "profile")
+
+
+def _dig(node: Any, dotted: str | list[str]) -> Any:
+    for part in dotted.split(".") if isinstance(dotted, str) else dotted:
+        if not isinstance(node, dict) or part not in node:
+            return None
+        node = node[part]
+    return node
+
+
+def wilson(acc: float | None, n: int | None, z: float = 1.96) -> list[float] | None:
+    """95% Wilson interval of a proportion (pairs share images, so it is, if anything, too narrow)."""
+    if acc is None or not n:
+        return None
+    centre = (acc + z * z / (2 * n)) / (1 + z * z / n)
+    half = z * math.sqrt(acc * (1 - acc) / n + z * z / (4 * n * n)) / (1 + z * z / n)
+    return [round(centre - half, 4), round(centre + half, 4)]
+
+
+def exp_show(json_path: Path | None) -> list[dict[str, Any]]:
+    if json_path is not None:
+        return json.loads(json_path.read_text(encoding="utf-8"))
+    proc = subprocess.run(["dvc", "exp", "show", "--json"], capture_output=True, text=True, check=False)
+    if proc.returncode != 0:
+        raise UserError(f"dvc exp show --json failed: {proc.stderr.strip().splitlines()[-1:] or proc.returncode}")
+    return json.loads(proc.stdout)
+
+
+def _entries(show: list[dict[str, Any]], include_workspace: bool) -> list[tuple[str, dict[str, Any]]]:
+    """(kind, entry) for each baseline commit and each experiment, in `dvc exp show` order."""
+    out = []
+    for top in show:
+        if top.get("rev") != "workspace" or include_workspace:
+            out.append(("baseline", top))
+        for exp in top.get("experiments") or []:
+            for rev in exp.get("revs") or []:
+                out.append(("experiment", rev))
+    return out
+
+
+def _metrics_at(rev: str, metrics_path: str, fallback: dict[str, Any] | None) -> dict[str, Any] | None:
+    if rev == "workspace":
+        return read_json(metrics_path) if Path(metrics_path).exists() else fallback
+    proc = subprocess.run(["git", "show", f"{rev}:{metrics_path}"], capture_output=True, text=True, check=False)
+    if proc.returncode == 0:
+        try:
+            return json.loads(proc.stdout)
+        except json.JSONDecodeError:
+            pass
+    return fallback
+
+
+def collect(
+    show: list[dict[str, Any]], metrics_path: str, params_file: str, model: str, include_workspace: bool
+) -> tuple[list[dict[str, Any]], list[str]]:
+    rows, skipped, seen = [], [], set()
+    for kind, entry in _entries(show, include_workspace):
+        rev, data = entry.get("rev"), entry.get("data") or {}
+        name = entry.get("name") or (rev[:7] if rev and rev != "workspace" else "workspace")
+        if rev in seen:
+            continue
+        seen.add(rev)
+        if entry.get("error") or not data:
+            skipped.append(f"{name}: {(entry.get('error') or {}).get('msg', 'no data (queued or failed)')}")
+            continue
+        params = _dig(data, ["params", params_file, "data"]) or {}
+        shown = _dig(data, ["metrics", metrics_path, "data"])
+        metrics = _metrics_at(rev, metrics_path, shown)
+        m = _dig(metrics, f"models.{model}")
+        if not m:
+            skipped.append(f"{name}: no {model} metrics in {metrics_path}")
+            continue
+        hard = m.get("hard") or {}
+        rows.append(
+            {
+                "name": name,
+                "kind": kind,
+                "rev": rev,
+                "params": {k: _dig(params, k) for k in PARAM_KEYS},
+                "val_srcc": _dig(m, "val.srcc"),
+                "val_srcc_ci": _dig(m, "val.srcc_ci"),
+                "test_srcc": _dig(m, "test.srcc"),
+                "test_srcc_ci": _dig(m, "test.srcc_ci"),
+                "hard_pair_acc": hard.get("pair_acc"),
+                "hard_n_pairs": hard.get("n_pairs"),
+                "hard_pair_acc_ci": wilson(hard.get("pair_acc"), hard.get("n_pairs")),
+            }
+        )
+    rows.sort(key=lambda r: (r["val_srcc"] is None, -(r["val_srcc"] or 0.0), -(r["hard_pair_acc"] or 0.0)))
+    return rows, skipped
+
+
+def _fmt(x: float | None, ci: list[float] | None = None) -> str:
+    if x is None:
+        return "n/a"
+    return f"{x:.3f} [{ci[0]:.3f}, {ci[1]:.3f}]" if ci else f"{x:.3f}"
+
+
+def _overlaps(ci: list[float] | None, best: list[float] | None) -> str:
+    if not ci or not best:
+        return "?"
+    return "yes" if ci[0] <= best[1] and best[0] <= ci[1] else "no"
+
+
+def _marginals(rows: list[dict[str, Any]], key: str) -> list[str]:
+    groups: dict[str, list[float]] = {}
+    for r in rows:
+        if r["val_srcc"] is not None and r["params"].get(key) is not None:
+            groups.setdefault(str(r["params"][key]), []).append(r["val_srcc"])
+    lines = [f"| {key} | runs | mean val SRCC | best val SRCC |", "|---|---:|---:|---:|"]
+    for value, xs in sorted(groups.items(), key=lambda kv: -sum(kv[1]) / len(kv[1])):
+        lines.append(f"| {value} | {len(xs)} | {sum(xs) / len(xs):.3f} | {max(xs):.3f} |")
+    return lines
+
+
+def render(rows: list[dict[str, Any]], skipped: list[str], model: str) -> str:
+    parts = [
+        "# Alignment variants: DVC experiments compared",
+        "",
+        f"Model `{model}`, ranked by val SRCC (then hard-pair accuracy). SRCC: 95% bootstrap CI from the evaluate "
+        "stage; hard-pair accuracy: 95% Wilson interval over the hard pairs (pairs share images, so it is "
+        "optimistic). *Overlaps best*: whether the val-SRCC CI overlaps the top row's — where it does, the "
+        "ranking between them is not established by this data.",
+        "",
+    ]
+    if not rows:
+        return "\n".join(parts + ["No experiment with metrics found (run `make compare`).", ""])
+    best = rows[0]["val_srcc_ci"]
+    parts += [
+        "| rank | experiment | pair strategy | loss | beta | val SRCC [95% CI] | overlaps best | "
+        "hard-pair acc [95% CI] (pairs) | test SRCC [95% CI] |",
+        "|---:|---|---|---|---:|---|:---:|---|---|",
+    ]
+    for i, r in enumerate(rows, 1):
+        p = r["params"]
+        name = r["name"] + (" (baseline)" if r["kind"] == "baseline" else "")
+        parts.append(
+            f"| {i} | {name} | {p.get('dpo.pair_strategy') or '?'} | {p.get('dpo.loss') or '?'} | "
+            f"{p.get('dpo.beta') if p.get('dpo.beta') is not None else '?'} | "
+            f"{_fmt(r['val_srcc'], r['val_srcc_ci'])} | {_overlaps(r['val_srcc_ci'], best) if i > 1 else '—'} | "
+            f"{_fmt(r['hard_pair_acc'], r['hard_pair_acc_ci'])} ({r['hard_n_pairs'] or 0}) | "
+            f"{_fmt(r['test_srcc'], r['test_srcc_ci'])} |"
+        )
+    parts += ["", "## By pair strategy", ""] + _marginals(rows, "dpo.pair_strategy")
+    parts += ["", "## By loss", ""] + _marginals(rows, "dpo.loss") + [""]
+    if skipped:
+        parts += ["## Not compared", ""] + [f"- {s}" for s in skipped] + [""]
+    return "\n".join(parts)
+
+
+@cli_entry
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__)
+    ap.add_argument("--json", type=Path, default=None, help="saved `dvc exp show --json` output (default: run it)")
+    ap.add_argument("--out", type=Path, default=Path("reports/experiments.md"))
+    ap.add_argument("--metrics", default="reports/metrics.json", help="the evaluate stage's metrics file")
+    ap.add_argument("--params-file", default="params.yaml")
+    ap.add_argument("--model", default="dpo", help="which model's metrics to rank (metrics.json models.<model>)")
+    ap.add_argument("--include-workspace", action="store_true", help="also list the uncommitted workspace")
+    args = ap.parse_args()
+    rows, skipped = collect(exp_show(args.json), args.metrics, args.params_file, args.model, args.include_workspace)
+    atomic_write_text(args.out, render(rows, skipped, args.model))
+    atomic_write_text(args.out.with_suffix(".json"), json.dumps({"ranking": rows, "skipped": skipped}, indent=2))
+    print(f"{len(rows)} runs ranked ({len(skipped)} skipped) -> {args.out}")
+
+
+if __name__ == "__main__":
+    main()
