@@ -92,12 +92,25 @@ def _read_log(path: Path) -> dict[str, list[float]]:
     return cols  # type: ignore[return-value]
 
 
-def plot_curves(train_dir: Path, fig_dir: Path) -> list[str]:
+def _pyplot():
+    """matplotlib.pyplot on the headless Agg backend (imported late: only the report stage draws)."""
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
+    return plt
+
+
+def _split_rows(pred_csv: Path, split: str) -> tuple[list[dict[str, str]], list[str]]:
+    """Prediction rows of one split, and the models present in it (table order first)."""
+    rows = [r for r in read_csv(pred_csv, required=("model", "split", "pred", "mos")) if r["split"] == split]
+    present = {r["model"] for r in rows}
+    return rows, [m for m in MODELS if m in present] + sorted(present - set(MODELS))
+
+
+def plot_curves(train_dir: Path, fig_dir: Path) -> list[str]:
+    plt = _pyplot()
     made = []
     panels = {
         "sft_loss.png": ("sft", ["loss", "eval_loss"], "SFT loss"),
@@ -124,13 +137,8 @@ def plot_curves(train_dir: Path, fig_dir: Path) -> list[str]:
 
 
 def plot_scatter(pred_csv: Path, fig_dir: Path, split: str = "test") -> list[str]:
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    rows = [r for r in read_csv(pred_csv, required=("model", "split", "pred", "mos")) if r["split"] == split]
-    models = [m for m in MODELS if any(r["model"] == m for r in rows)]
+    plt = _pyplot()
+    rows, models = _split_rows(pred_csv, split)
     if not models:
         return []
     fig, axes = plt.subplots(1, len(models), figsize=(3.4 * len(models), 3.3), squeeze=False)
@@ -167,11 +175,7 @@ def base_note(params: dict[str, Any]) -> str:
 
 def plot_selection(train_dir: Path, fig_dir: Path) -> list[str]:
     """Val SRCC of every checkpoint beside the loss curves: the choice is made on the former."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
+    plt = _pyplot()
     made = []
     for stage in ("qalign_style", "sft", "dpo"):
         sel_path = train_dir / f"{stage}_selection.csv"
@@ -208,13 +212,8 @@ def plot_selection(train_dir: Path, fig_dir: Path) -> list[str]:
 
 def plot_calibration(pred_csv: Path, fig_dir: Path, split: str = "test") -> list[str]:
     """Mean prediction per true-MOS bin (± s.e.): calibration and the mean bias toward the middle."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    rows = [r for r in read_csv(pred_csv, required=("model", "split", "pred", "mos")) if r["split"] == split]
-    models = [m for m in MODELS if any(r["model"] == m for r in rows)]
+    plt = _pyplot()
+    rows, models = _split_rows(pred_csv, split)
     if not models:
         return []
     edges = np.arange(1, 11)
