@@ -12,6 +12,9 @@ IMAGE ?= aesthetic-llm:latest
 GPUS ?= 1
 # The stamp is named after the lock's hash: a changed lock rebuilds, an unchanged one is a no-op.
 STAMP := $(VENV)/.installed-$(shell sha256sum $(LOCK) pyproject.toml 2>/dev/null | sha256sum | cut -c1-16)
+# Recipes, and the stage commands `dvc repro` runs (`python scripts/…`), must use the project's
+# environment even when it is not activated.
+export PATH := $(abspath $(VENV))/bin:$(PATH)
 export DS_BUILD_OPS := 0
 export PYTHONUNBUFFERED := 1
 export HF_HUB_DISABLE_TELEMETRY := 1

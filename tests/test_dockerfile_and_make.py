@@ -1,6 +1,7 @@
 """No Docker engine runs here: parse-check the Dockerfile; check the Makefile's contract and .ci/run."""
 
 import json
+import os
 import re
 import subprocess
 
@@ -76,3 +77,20 @@ def test_ci_runs_make_test():
     assert "make test" in ci
     readme = (ROOT / "README.md").read_text()
     assert "make reproduce" in readme and "make test" in readme
+
+
+def test_make_recipes_use_the_project_venv_without_activation(tmp_path):
+    """`dvc repro` runs `python scripts/…`: under make that must be the venv's python, not the system's."""
+    probe = tmp_path / "probe.mk"
+    probe.write_text("which-python:\n\t@command -v python\n")
+    env = {k: v for k, v in os.environ.items() if k != "VIRTUAL_ENV"}
+    env["PATH"] = "/usr/local/bin:/usr/bin:/bin"
+    out = subprocess.run(
+        ["make", "-s", "-f", "Makefile", "-f", str(probe), "which-python"],
+        capture_output=True,
+        text=True,
+        cwd=ROOT,
+        env=env,
+        check=True,
+    ).stdout.strip()
+    assert out == str(ROOT / ".venv" / "bin" / "python")
