@@ -11,7 +11,6 @@ The server runs in its own process, so its work does not share the client's inte
 from __future__ import annotations
 
 import argparse
-import csv
 import json
 import os
 import platform
@@ -28,7 +27,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "src"))
 
 from aesthetic_llm.api_annotate import ApiConfig, annotate_api, encode_image, load_items  # noqa: E402
-from aesthetic_llm.io_utils import atomic_write_text  # noqa: E402
+from aesthetic_llm.io_utils import atomic_write_text, write_csv  # noqa: E402
 
 
 def make_manifest(dir_: Path, n: int, size: tuple[int, int]) -> Path:
@@ -42,10 +41,7 @@ def make_manifest(dir_: Path, n: int, size: tuple[int, int]) -> Path:
         Image.fromarray(pixels.clip(0, 255).astype("uint8")).save(path, quality=90)
         rows.append({"image_id": f"img{i:04d}", "path": str(path), "mos": 1 + 9 * i / n})
     manifest = dir_ / "manifest.csv"
-    with manifest.open("w", newline="") as fh:
-        writer = csv.DictWriter(fh, ["image_id", "path", "mos"])
-        writer.writeheader()
-        writer.writerows(rows)
+    write_csv(manifest, rows, ["image_id", "path", "mos"])
     return manifest
 
 

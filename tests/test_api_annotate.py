@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import csv
 import json
 import os
 import re
@@ -32,6 +31,7 @@ from aesthetic_llm.api_annotate import (
     validate_answer,
 )
 from aesthetic_llm.errors import UserError
+from aesthetic_llm.io_utils import write_csv
 from aesthetic_llm.levels import mos_to_level
 from aesthetic_llm.params import Params
 from tests.openai_fault_server import VALID_ANALYSIS, FaultServer, image_key
@@ -50,10 +50,7 @@ def make_manifest(dir_: Path, n: int, mos: list[float] | None = None) -> Path:
         Image.fromarray(pixels).save(path)
         rows.append({"image_id": f"img{i:03d}", "path": str(path), "mos": mos[i] if mos else round(1 + 9 * i / n, 3)})
     manifest = dir_ / "manifest.csv"
-    with manifest.open("w", newline="") as fh:
-        writer = csv.DictWriter(fh, ["image_id", "path", "mos"])
-        writer.writeheader()
-        writer.writerows(rows)
+    write_csv(manifest, rows, ["image_id", "path", "mos"])
     return manifest
 
 
