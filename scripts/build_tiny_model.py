@@ -1,5 +1,5 @@
 #!/usr/bin/env python
-"""DVC stage `model`: build the demo's tiny Qwen2-VL checkpoint (random init) at model.name_or_path."""
+"""DVC stage `model`: build the demo's tiny Qwen2-VL (random init): what `base` pre-trains."""
 
 from pathlib import Path
 
@@ -10,7 +10,7 @@ from aesthetic_llm.params import stage_args
 
 @cli_entry
 def main() -> None:
-    p, args = stage_args(__doc__, out="models/base")
+    p, args = stage_args(__doc__, out="models/init")
     out = Path(args.out)
     if p.profile != "demo":
         # Nothing to build: later stages load model.name_or_path (a hub id or local path) directly.

@@ -65,7 +65,7 @@ def test_lora_and_preference_params_reach_llamafactory():
         16,
         32,
         "all",
-        0.0,
+        0.5,  # params.yaml's dpo.ftx
     )
     with pytest.raises(UserError, match="dpo.loss"):
         overrides_for(_params(dpo={"loss": "nca"}), "dpo", "m")

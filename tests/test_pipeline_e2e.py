@@ -62,7 +62,7 @@ def _ran(output: str) -> set[str]:
 @pytest.fixture(scope="module")
 def workspace(tmp_path_factory) -> Path:
     ws = tmp_path_factory.mktemp("pipeline")
-    for name in ("src", "scripts", "llamafactory_configs"):
+    for name in ("src", "scripts", "llamafactory_configs", "pretrained"):
         shutil.copytree(ROOT / name, ws / name, ignore=shutil.ignore_patterns("__pycache__"))
     shutil.copy(ROOT / "dvc.yaml", ws / "dvc.yaml")
     params = yaml.safe_load((ROOT / "params.yaml").read_text())
@@ -88,7 +88,7 @@ def first_run(workspace) -> str:
 def test_every_stage_runs_and_writes_its_outputs(workspace, first_run):
     assert _ran(first_run) == ALL_STAGES
     for path in (
-        "models/base/config.json",
+        "models/init/config.json",
         "models/sft/model.safetensors",
         "models/dpo/model.safetensors",
         "data/prepared/hard_pairs.csv",

@@ -65,13 +65,13 @@ _EXPOSURE = [
 ]
 _CONTRAST = [(0.08, "Contrast is very flat."), (0.16, "Contrast is moderate."), (9.99, "Contrast is strong.")]
 _SHARPNESS = [
-    (3.0, "Fine detail is blurred and the image looks soft."),
-    (7.0, "Edges are reasonably sharp."),
+    (10.0, "Fine detail is blurred and the image looks soft."),
+    (30.0, "Edges are reasonably sharp."),
     (999.0, "Edges are crisp with clear fine detail."),
 ]
 _NOISE = [
     (2.0, "The image is clean with no visible noise."),
-    (6.0, "There is some visible grain."),
+    (8.0, "There is some visible grain."),
     (999.0, "Heavy noise covers the image."),
 ]
 _COLOUR = [
@@ -103,17 +103,31 @@ def verdict(level: int, num_levels: int) -> str:
     return _VERDICT[key]
 
 
+def describe_properties(props: ImageProperties) -> str:
+    """The critic's sentences on what is measurable: exposure, contrast, sharpness, noise, colour."""
+    return " ".join(
+        [
+            _pick(_EXPOSURE, props.brightness),
+            _pick(_CONTRAST, props.contrast),
+            _pick(_SHARPNESS, props.sharpness),
+            _pick(_NOISE, props.noise),
+            _pick(_COLOUR, props.colourfulness),
+        ]
+    )
+
+
+def rule_of_thumb_level(props: ImageProperties, num_levels: int) -> int:
+    """A naive, uncalibrated notion of quality — "more edge energy looks better" — from measurements only.
+
+    The demo base learns it in pre-training as its generic prior, the stand-in for what a web-trained
+    VLM brings to a rating prompt: loosely related to the truth (noise also adds edge energy), biased."""
+    z = min(props.sharpness / 40.0, 1.0)
+    return 1 + round(z * (num_levels - 1))
+
+
 def write_critique(props: ImageProperties, level: int, num_levels: int) -> str:
     """'Analysis: … Rating Level: N' — no numeric score in the analysis, the level only at the end."""
-    sentences = [
-        _pick(_EXPOSURE, props.brightness),
-        _pick(_CONTRAST, props.contrast),
-        _pick(_SHARPNESS, props.sharpness),
-        _pick(_NOISE, props.noise),
-        _pick(_COLOUR, props.colourfulness),
-        verdict(level, num_levels),
-    ]
-    return f"Analysis: {' '.join(sentences)} {RATING_PREFIX} {level}"
+    return f"Analysis: {describe_properties(props)} {verdict(level, num_levels)} {RATING_PREFIX} {level}"
 
 
 def phrase_bank() -> list[str]:

@@ -1,8 +1,12 @@
 """Demo dataset: real photos shipped inside installed packages, cropped and degraded with known strength.
 
-Each crop receives a quality q ~ U(0, 1); the damage 1 − q is split across one to three degradation
-types, each applied with its share as strength. The score is MOS = 1 + 9·q on AVA's 1–10 scale, so
-the label is a known function of the degradations. Splits are by source photo; `unseen` uses held-out
+Each crop is first made a well-exposed reference (the most detailed of a few random crops, luminance
+mean and spread set to a common range, so "soft" or "dark" is damage, not content). It then receives a
+quality q ~ U(0, 1); the damage 1 − q is split across one to `max_types` degradation types, each applied
+with its share as strength. The score is MOS = 1 + 9·q on AVA's 1–10 scale, so the label is a known
+function of the degradations. One type per crop (the default) keeps each score readable from the
+pixels: mixing types caps even a hand-feature regressor at test SRCC 0.68 (0.88 with one type; see
+the README's demo notebook). Splits are by source photo; `unseen` uses held-out
 photos and degradation types never seen in training (the role AADB plays in the study).
 """
 
@@ -121,6 +125,33 @@ def random_crop(img: Image.Image, size: int, rng: np.random.Generator, min_frac:
     return crop.transpose(Image.FLIP_LEFT_RIGHT) if rng.random() < 0.5 else crop
 
 
+def detail(img: Image.Image) -> float:
+    """Mean absolute luminance gradient (0–255 scale)."""
+    lum = np.asarray(img.convert("L"), dtype=np.float64)
+    return float(np.abs(np.diff(lum, axis=0)).mean() + np.abs(np.diff(lum, axis=1)).mean())
+
+
+def reference_crop(img: Image.Image, size: int, rng: np.random.Generator, tries: int = 8) -> Image.Image:
+    """A well-exposed, detailed crop: the best of up to `tries` random crops, luminance normalised.
+
+    Normalising mean and spread removes the photos' own exposure and contrast from the label's
+    confounds; choosing detailed crops keeps flat sky from reading as blur."""
+    best: tuple[float, Image.Image] | None = None
+    for _ in range(tries):
+        crop = random_crop(img, size, rng)
+        d = detail(crop)
+        if best is None or d > best[0]:
+            best = (d, crop)
+        if d > 10.0:
+            break
+    assert best is not None
+    arr = np.asarray(best[1], dtype=np.float64)
+    lum = arr @ np.array([0.299, 0.587, 0.114])
+    target_mean, target_std = rng.uniform(110, 140), rng.uniform(45, 60)
+    arr = (arr - lum.mean()) * (target_std / (lum.std() + 1e-6)) + target_mean
+    return Image.fromarray(np.clip(arr, 0, 255).astype(np.uint8))
+
+
 @dataclass
 class Sample:
     image_id: str
@@ -131,17 +162,24 @@ class Sample:
 
 
 def make_sample(
-    image_id: str, source: str, photo: Image.Image, kinds: tuple[str, ...], size: int, rng: np.random.Generator
+    image_id: str,
+    source: str,
+    photo: Image.Image,
+    kinds: tuple[str, ...],
+    size: int,
+    rng: np.random.Generator,
+    max_types: int = 1,
+    reference: bool = True,
 ) -> Sample:
     quality = float(rng.uniform(0.0, 1.0))
     if is_grayscale(photo):
         # Desaturating a grey photo changes nothing: a score must only reflect visible damage.
         kinds = tuple(k for k in kinds if k != "colour")
-    n_types = int(rng.integers(1, min(3, len(kinds)) + 1))
+    n_types = int(rng.integers(1, min(max_types, len(kinds)) + 1))
     chosen = list(rng.choice(kinds, size=n_types, replace=False))
     shares = rng.dirichlet(np.ones(n_types))
     strengths = {str(k): float((1.0 - quality) * sh) for k, sh in zip(chosen, shares, strict=True)}
-    img = random_crop(photo, size, rng)
+    img = reference_crop(photo, size, rng) if reference else random_crop(photo, size, rng)
     for kind in chosen:  # fixed application order keeps the same strengths reproducible
         img = degrade(img, kind, strengths[kind], rng)
     return Sample(image_id, source, round(1.0 + 9.0 * quality, 4), strengths, img)

@@ -46,6 +46,19 @@ def check(params: Params) -> list[str]:
     p.num("evaluate.ci", lo=0.5, hi=0.999)
 
     notes = []
+    if p.profile == "demo" and p.str("model.name_or_path") == p.get("base.out_dir", None):
+        base = Path(p.str("model.name_or_path"))
+        if not (base / "pretrain_record.json").exists():
+            raise UserError(
+                f"{p.source}: model.name_or_path: {base} has no pretrain_record.json "
+                "(it is committed: `git checkout -- pretrained/`, or rebuild it with `make base-model`)"
+            )
+        from .pretrain import verify_record
+
+        try:
+            verify_record(base)
+        except ValueError as exc:
+            raise UserError(f"{exc} (restore it with git, or `make base-model` to regenerate both)") from None
     if p.str("data.dataset") == "ava":
         root = Path(p.str("data.ava_root"))
         if not root.exists() and not p.str("data.ava_url", ""):

@@ -43,6 +43,8 @@ def prepare_demo(params: Params, out_dir: Path) -> dict[str, Any]:
     size = params.int("data.image_size", lo=28)
     seed = params.int("seed")
     unseen_kinds = tuple(params.list("data.unseen_degradations"))
+    max_types = params.int("data.max_degradations", lo=1)
+    reference = params.bool("data.reference_crops")
     sources = load_sources()
     assignment = assign_sources(params)
     if out_dir.exists():
@@ -58,7 +60,7 @@ def prepare_demo(params: Params, out_dir: Path) -> dict[str, Any]:
             views = sources[name]
             for k in range(per_source):
                 image_id = f"{split}-{name}-{k:04d}"
-                sample = make_sample(image_id, name, views[k % len(views)], kinds, size, rng)
+                sample = make_sample(image_id, name, views[k % len(views)], kinds, size, rng, max_types, reference)
                 rel = Path(out_dir) / "images" / split / f"{image_id}.png"
                 rel.parent.mkdir(parents=True, exist_ok=True)
                 sample.image.save(rel, format="PNG")

@@ -162,15 +162,30 @@ def plot_scatter(pred_csv: Path, fig_dir: Path, split: str = "test") -> list[str
 
 def base_note(params: dict[str, Any]) -> str:
     """Say plainly what kind of base model produced these numbers."""
-    info_path = Path("models/base/build_info.json")
+    name = str(params.get("model", {}).get("name_or_path"))
+    record_path = Path(name) / "pretrain_record.json"
+    if record_path.exists():
+        rec = read_json(record_path)
+        corpus, final = rec.get("corpus", {}), rec.get("final", {})
+        return (
+            f"Base model: `{name}`, the demo's tiny Qwen2-VL pre-trained by `make base-model` for "
+            f"{rec.get('config', {}).get('steps')} steps on {corpus.get('images')} crops of the train split's "
+            f"{corpus.get('n_photos')} photos, to describe measured exposure, contrast, sharpness, noise and "
+            f"colour (held-out caption loss {final.get('eval_caption_loss')}, region-statistics "
+            f"R² {final.get('eval_region_r2')}); {corpus.get('rating_examples')} of those crops were rated "
+            "with a rule of thumb from the measurements (sharper looks better), its only notion of quality. It "
+            "never saw a score or an evaluation photo: like Qwen2-VL-7B in the study, it sees but is not "
+            "calibrated to the rating task."
+        )
+    info_path = Path("models/init/build_info.json")
     info = read_json(info_path) if info_path.exists() else {}
-    if info.get("init") == "random":
+    if info.get("init") == "random" and name == "models/init":
         return (
             f"Base model: the demo's tiny Qwen2-VL ({info.get('parameters', 0) / 1e6:.2f} M parameters), randomly "
             "initialised with no visual pre-training, so SRCC near zero on held-out photos is the expected "
-            "outcome here; the pipeline, not the score, is what this profile demonstrates."
+            "outcome here."
         )
-    return f"Base model: `{params.get('model', {}).get('name_or_path')}`."
+    return f"Base model: `{name}`."
 
 
 def plot_selection(train_dir: Path, fig_dir: Path) -> list[str]:
