@@ -51,6 +51,12 @@ SOURCES: tuple[SourcePhoto, ...] = (
     SourcePhoto("china", "sklearn", "datasets/images/china.jpg"),
     SourcePhoto("flower", "sklearn", "datasets/images/flower.jpg"),
     SourcePhoto("grace_hopper", "matplotlib", "mpl-data/sample_data/grace_hopper.jpg"),
+    # Photos shipped with gradio (a LLaMA-Factory dependency); not held out, so they widen train's content.
+    SourcePhoto("cheetah_face", "gradio", "media_assets/images/cheetah1.jpg"),
+    SourcePhoto("cheetah_cub", "gradio", "test_data/cheetah2.jpg"),
+    SourcePhoto("cheetah_running", "gradio", "media_assets/images/cheetah.jpg"),
+    SourcePhoto("lion", "gradio", "media_assets/images/lion.jpg"),
+    SourcePhoto("eiffel_tower", "gradio", "media_assets/images/tower.jpg"),
 )
 SEEN_DEGRADATIONS = ("blur", "noise", "jpeg", "exposure", "colour")
 UNSEEN_DEGRADATIONS = ("pixelate", "haze")
