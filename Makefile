@@ -19,7 +19,11 @@ export DS_BUILD_OPS := 0
 export PYTHONUNBUFFERED := 1
 export HF_HUB_DISABLE_TELEMETRY := 1
 
-.PHONY: help setup reproduce base-model test test-fast lint report dag docker-build docker-run clean
+QALIGN_VENV ?= .venv-qalign
+QALIGN_LOCK := requirements-qalign.lock
+QALIGN_STAMP := $(QALIGN_VENV)/.installed-$(shell sha256sum $(QALIGN_LOCK) 2>/dev/null | cut -c1-16)
+
+.PHONY: help setup setup-qalign reproduce base-model test test-fast lint report dag docker-build docker-run clean
 
 help: ## Show this help
 	@echo "usage: make <target> [PROFILE=demo|paper]"
@@ -37,12 +41,23 @@ $(STAMP): $(LOCK) pyproject.toml
 	@touch $@
 	@echo "environment ready: $(VENV) ($$(du -sh $(VENV) | cut -f1))"
 
+setup-qalign: $(QALIGN_STAMP) ## Create .venv-qalign (transformers 4.36) for the published Q-Align/OneAlign checkpoints (paper profile)
+
+$(QALIGN_STAMP): $(QALIGN_LOCK)
+	@command -v $(PYTHON) >/dev/null || { echo "error: $(PYTHON) not found (set PYTHON=/path/to/python3.11)" >&2; exit 2; }
+	@test -x $(QALIGN_VENV)/bin/python || $(PYTHON) -m venv $(QALIGN_VENV)
+	$(QALIGN_VENV)/bin/python -m pip install --quiet --upgrade "pip>=24"
+	$(QALIGN_VENV)/bin/python -m pip install --quiet -r $(QALIGN_LOCK)
+	@rm -f $(QALIGN_VENV)/.installed-*
+	@touch $@
+	@echo "environment ready: $(QALIGN_VENV) ($$(du -sh $(QALIGN_VENV) | cut -f1)); used by the published_qalign stage"
+
 reproduce: setup ## Run the whole pipeline (dvc repro) on PROFILE (default demo)
 	$(BIN)/python scripts/preflight.py --profile $(PROFILE)
 	$(BIN)/dvc repro
 	@echo "report: reports/report.md"
 
-base-model: setup ## Re-pre-train the demo base (frozen `base` stage, ~20 min on 2 cores) and record it in dvc.lock
+base-model: setup ## Re-pre-train the demo base (frozen `base` stage, ~22 min on 2 cores) and record it in dvc.lock
 	$(BIN)/dvc repro model
 	$(BIN)/python scripts/pretrain_base.py --init models/init
 	$(BIN)/dvc commit --force base
@@ -86,7 +101,9 @@ MASTER_ADDR ?=
 MASTER_PORT ?=
 STRATEGIES ?= near_level far_level cross_image on_policy
 LOSSES ?= sigmoid hinge ipo kto_pair orpo simpo
-.PHONY: train-multi compare compare-report
+FT_TYPES ?= full lora
+FT_LR ?= 1.0e-3
+.PHONY: train-multi compare compare-report compare-finetuning
 
 train-multi: setup ## Train STAGE=sft|dpo on GPUS per node via torchrun (multi-node: NNODES NODE_RANK MASTER_ADDR MASTER_PORT)
 	@case "$(STAGE)" in sft|dpo) ;; *) echo "error: STAGE=$(STAGE): expected sft or dpo" >&2; exit 2;; esac
@@ -104,6 +121,14 @@ compare: setup ## Queue and run dvc experiments over STRATEGIES x LOSSES (demo),
 	$(BIN)/dvc exp run --run-all --jobs 1 || echo "warning: some experiments failed: dvc queue status; dvc queue logs NAME" >&2
 	$(BIN)/dvc queue status
 	$(BIN)/python scripts/compare_experiments.py --out reports/experiments.md
+
+compare-finetuning: setup ## Run SFT+DPO as FT_TYPES (full lora) at sft lr FT_LR as dvc experiments; write reports/finetuning.md
+	@for t in $(FT_TYPES); do \
+	  $(BIN)/dvc exp run --queue -n "ft-$$t" -S profile=$(PROFILE) -S sft.finetuning_type=$$t -S dpo.finetuning_type=$$t \
+	    -S sft.learning_rate=$(FT_LR) || exit 1; \
+	done
+	$(BIN)/dvc exp run --run-all --jobs 1 || echo "warning: some experiments failed: dvc queue status; dvc queue logs NAME" >&2
+	$(BIN)/python scripts/compare_experiments.py --finetuning --out reports/finetuning.md
 
 compare-report: setup ## Rewrite reports/experiments.md from the experiments already run (dvc exp show)
 	$(BIN)/python scripts/compare_experiments.py --out reports/experiments.md

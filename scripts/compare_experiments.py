@@ -1,6 +1,10 @@
 #!/usr/bin/env python
 """Rank DVC experiments (e.g. `make compare`: dpo.pair_strategy x dpo.loss) on val SRCC and hard-pair accuracy.
 
+With --finetuning (`make compare-finetuning`: LoRA vs full), one table per trained model (sft, dpo) sets
+each run's training and validation loss beside its downstream metrics, and says whether ranking by
+validation loss would have picked the same run as ranking by val SRCC.
+
 Reads `dvc exp show --json` (or --json FILE) for the experiments, their params and status, and each
 experiment's own reports/metrics.json from its git commit (`dvc exp show` drops list-valued metrics such as
 the bootstrap CIs). Writes a Markdown table with 95% CIs: SRCC's bootstrap CI from the evaluate stage,
@@ -19,7 +23,18 @@ from typing import Any
 from aesthetic_llm.errors import UserError, cli_entry
 from aesthetic_llm.io_utils import atomic_write_text, read_json
 
-PARAM_KEYS = ("dpo.pair_strategy", "dpo.loss", "dpo.beta", "dpo.ftx", "dpo.finetuning_type", "profile")
+PARAM_KEYS = (
+    "dpo.pair_strategy",
+    "dpo.loss",
+    "dpo.beta",
+    "dpo.ftx",
+    "dpo.finetuning_type",
+    "dpo.learning_rate",
+    "sft.finetuning_type",
+    "sft.learning_rate",
+    "profile",
+)
+TRAIN_KEYS = ("train_loss", "final_eval_loss", "selected_step", "selected_val_srcc", "train_runtime")
 
 
 def _dig(node: Any, dotted: str | list[str]) -> Any:
@@ -61,7 +76,7 @@ def _entries(show: list[dict[str, Any]], include_workspace: bool) -> list[tuple[
 
 
 def _metrics_at(rev: str, metrics_path: str, fallback: dict[str, Any] | None) -> dict[str, Any] | None:
-    if rev == "workspace":
+    if rev == "workspace" or not rev:
         return read_json(metrics_path) if Path(metrics_path).exists() else fallback
     proc = subprocess.run(["git", "show", f"{rev}:{metrics_path}"], capture_output=True, text=True, check=False)
     if proc.returncode == 0:
@@ -70,6 +85,11 @@ def _metrics_at(rev: str, metrics_path: str, fallback: dict[str, Any] | None) ->
         except json.JSONDecodeError:
             pass
     return fallback
+
+
+def _train_metrics(rev: str, model: str) -> dict[str, Any] | None:
+    """The train stage's summary (losses, selected checkpoint) from the run's own commit."""
+    return _metrics_at(rev, f"reports/train/{model}_metrics.json", None)
 
 
 def collect(
@@ -106,6 +126,7 @@ def collect(
                 "hard_pair_acc": hard.get("pair_acc"),
                 "hard_n_pairs": hard.get("n_pairs"),
                 "hard_pair_acc_ci": wilson(hard.get("pair_acc"), hard.get("n_pairs")),
+                "train": {k: _dig(train, k) for k in TRAIN_KEYS} if (train := _train_metrics(rev, model)) else {},
             }
         )
     rows.sort(key=lambda r: (r["val_srcc"] is None, -(r["val_srcc"] or 0.0), -(r["hard_pair_acc"] or 0.0)))
@@ -170,6 +191,53 @@ def render(rows: list[dict[str, Any]], skipped: list[str], model: str) -> str:
     return "\n".join(parts)
 
 
+def _loss(x: Any) -> str:
+    return f"{x:.4f}" if isinstance(x, (int, float)) else "n/a"
+
+
+def render_finetuning(by_model: dict[str, list[dict[str, Any]]], skipped: list[str]) -> str:
+    """LoRA vs full (or any finetuning_type / learning-rate variants): loss beside the downstream metric."""
+    parts = [
+        "# LoRA vs full fine-tuning: loss beside the downstream metric",
+        "",
+        "Each row is one DVC experiment (`make compare-finetuning`). Losses come from the run's train stage "
+        "(`reports/train/<model>_metrics.json`: mean training loss, loss on the held-out `val` answers at the "
+        "end); SRCC with its 95% bootstrap CI from the evaluate stage; hard-pair accuracy with a Wilson "
+        "interval. A lower validation loss is not a better scorer: a related study's LoRA run won on "
+        "validation loss and lost 18 points downstream, which is why checkpoints here are chosen on val SRCC.",
+        "",
+    ]
+    for model, rows in by_model.items():
+        parts += [f"## {model}", ""]
+        if not rows:
+            parts += ["No run with metrics for this model.", ""]
+            continue
+        parts += [
+            "| experiment | finetuning | lr | train loss | val loss | val SRCC [95% CI] | "
+            "test SRCC [95% CI] | hard-pair acc [95% CI] |",
+            "|---|---|---:|---:|---:|---|---|---|",
+        ]
+        for r in rows:
+            p, t = r["params"], r["train"]
+            parts.append(
+                f"| {r['name']}{' (baseline)' if r['kind'] == 'baseline' else ''} | "
+                f"{p.get(model + '.finetuning_type') or '?'} | {p.get(model + '.learning_rate') or 'default'} | "
+                f"{_loss(t.get('train_loss'))} | {_loss(t.get('final_eval_loss'))} | "
+                f"{_fmt(r['val_srcc'], r['val_srcc_ci'])} | {_fmt(r['test_srcc'], r['test_srcc_ci'])} | "
+                f"{_fmt(r['hard_pair_acc'], r['hard_pair_acc_ci'])} |"
+            )
+        by_loss = [r for r in rows if isinstance(r["train"].get("final_eval_loss"), (int, float))]
+        if len(by_loss) > 1:
+            loss_pick = min(by_loss, key=lambda r: r["train"]["final_eval_loss"])["name"]
+            srcc_pick = rows[0]["name"]  # rows are sorted by val SRCC
+            verdict = "the same run" if loss_pick == srcc_pick else f"`{loss_pick}`, not `{srcc_pick}`"
+            parts += ["", f"Lowest validation loss picks {verdict}, the best on val SRCC."]
+        parts.append("")
+    if skipped:
+        parts += ["## Not compared", ""] + [f"- {s}" for s in sorted(set(skipped))] + [""]
+    return "\n".join(parts)
+
+
 @cli_entry
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__)
@@ -179,8 +247,21 @@ def main() -> None:
     ap.add_argument("--params-file", default="params.yaml")
     ap.add_argument("--model", default="dpo", help="which model's metrics to rank (metrics.json models.<model>)")
     ap.add_argument("--include-workspace", action="store_true", help="also list the uncommitted workspace")
+    ap.add_argument("--finetuning", action="store_true", help="LoRA-vs-full tables for sft and dpo (losses + metrics)")
     args = ap.parse_args()
-    rows, skipped = collect(exp_show(args.json), args.metrics, args.params_file, args.model, args.include_workspace)
+    show = exp_show(args.json)
+    if args.finetuning:
+        by_model, skipped_all = {}, []
+        for model in ("sft", "dpo"):
+            by_model[model], skipped = collect(show, args.metrics, args.params_file, model, args.include_workspace)
+            skipped_all += skipped
+        atomic_write_text(args.out, render_finetuning(by_model, skipped_all))
+        atomic_write_text(
+            args.out.with_suffix(".json"), json.dumps({"runs": by_model, "skipped": skipped_all}, indent=2)
+        )
+        print(f"{sum(map(len, by_model.values()))} model runs compared -> {args.out}")
+        return
+    rows, skipped = collect(show, args.metrics, args.params_file, args.model, args.include_workspace)
     atomic_write_text(args.out, render(rows, skipped, args.model))
     atomic_write_text(args.out.with_suffix(".json"), json.dumps({"ranking": rows, "skipped": skipped}, indent=2))
     print(f"{len(rows)} runs ranked ({len(skipped)} skipped) -> {args.out}")

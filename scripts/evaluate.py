@@ -19,6 +19,9 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--params", default="params.yaml")
     ap.add_argument("--predictions", type=Path, help="default: score.out from params")
+    ap.add_argument(
+        "--also", type=Path, action="append", default=[], help="more predictions CSVs (may be empty; repeatable)"
+    )
     ap.add_argument("--pairs", type=Path, help="hard pairs CSV (default: <data.out_dir>/hard_pairs.csv)")
     ap.add_argument("--out", type=Path, default=Path("reports/metrics.json"))
     args = ap.parse_args()
@@ -26,6 +29,7 @@ def main() -> None:
     metrics = evaluate(
         args.predictions or Path(p.str("score.out")),
         args.pairs or Path(p.str("data.out_dir")) / "hard_pairs.csv",
+        also=args.also,
         n_boot=p.int("evaluate.bootstrap", lo=0),
         ci=p.num("evaluate.ci", lo=0.5, hi=0.999),
         seed=p.int("seed"),

@@ -27,8 +27,10 @@ m = {"models": {"dpo": {
     "test": {"n": 96, "srcc": score - 0.02, "srcc_ci": [score - 0.12, score + 0.08]},
     "hard": {"n": 30, "pair_acc": score + 0.1, "n_pairs": 50},
 }}}
-os.makedirs("reports", exist_ok=True)
+os.makedirs("reports/train", exist_ok=True)
 json.dump(m, open("reports/metrics.json", "w"))
+# validation loss that disagrees with SRCC: the lowest loss belongs to the worst scorer
+json.dump({"train_loss": score / 2, "final_eval_loss": score}, open("reports/train/dpo_metrics.json", "w"))
 """
 
 
@@ -60,7 +62,10 @@ def exp_repo(tmp_path_factory) -> Path:
     params = {"profile": "demo", "dpo": {"pair_strategy": "near_level", "loss": "sigmoid", "beta": 0.1}}
     (ws / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
     stage = {"cmd": "python evaluate.py", "deps": ["evaluate.py"], "params": ["dpo"]}
-    stage["metrics"] = [{"reports/metrics.json": {"cache": False}}]
+    stage["metrics"] = [
+        {"reports/metrics.json": {"cache": False}},
+        {"reports/train/dpo_metrics.json": {"cache": False}},
+    ]
     (ws / "dvc.yaml").write_text(yaml.safe_dump({"stages": {"evaluate": stage}}))
     _run(["git", "init", "-q"], ws)
     _run(["dvc", "init", "-q"], ws)
@@ -92,6 +97,22 @@ def test_ranks_real_dvc_experiments_with_cis(exp_repo):
     row = next(line for line in md.splitlines() if "far_level-sigmoid" in line)
     assert "0.550 [0.450, 0.650]" in row and "| 3 |" in row and "| yes |" in row
     assert "## By pair strategy" in md and "| cross_image | 1 | 0.600 |" in md
+
+
+@pytest.mark.slow
+def test_finetuning_tables_set_loss_beside_srcc(exp_repo):
+    _run(
+        [sys.executable, str(ROOT / "scripts/compare_experiments.py"), "--finetuning", "--out", "reports/ft.md"],
+        exp_repo,
+    )
+    md = (exp_repo / "reports/ft.md").read_text()
+    runs = json.loads((exp_repo / "reports/ft.json").read_text())["runs"]
+    assert runs["sft"] == [] and "## sft\n\nNo run with metrics" in md
+    far = next(r for r in runs["dpo"] if r["name"] == "far_level-sigmoid")
+    assert far["train"]["final_eval_loss"] == pytest.approx(0.55)  # read from the experiment's own commit
+    row = next(line for line in md.splitlines() if line.startswith("| far_level-sigmoid"))
+    assert "| 0.2750 | 0.5500 | 0.550 [0.450, 0.650] |" in row
+    assert "Lowest validation loss picks `far_level-sigmoid`, not `" in md
 
 
 @pytest.mark.slow
@@ -130,6 +151,12 @@ def test_make_compare_queues_the_grid():
     assert "for s in near_level on_policy; do for l in sigmoid orpo" in out
     assert "-S dpo.pair_strategy=$s -S dpo.loss=$l" in out and "dvc exp run --run-all" in out
     assert "scripts/compare_experiments.py --out reports/experiments.md" in out
+
+
+def test_make_compare_finetuning_queues_full_and_lora():
+    out = _make_n("compare-finetuning")
+    assert "for t in full lora" in out and "-S sft.finetuning_type=$t -S dpo.finetuning_type=$t" in out
+    assert "scripts/compare_experiments.py --finetuning --out reports/finetuning.md" in out
 
 
 def test_make_train_multi_sets_the_torchrun_environment():

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -25,22 +26,29 @@ def _float(value: str, path: Path, lineno: int, column: str) -> float:
     return x
 
 
-def load_predictions(path: Path) -> dict[tuple[str, str], dict[str, Any]]:
-    """(model, split) -> arrays; numbers validated with their row number."""
-    groups: dict[tuple[str, str], dict[str, Any]] = {}
+def load_predictions(
+    path: Path, groups: dict[tuple[str, str], dict[str, Any]] | None = None, allow_empty: bool = False
+) -> dict[tuple[str, str], dict[str, Any]]:
+    """(model, split) -> arrays; numbers validated with their row number. Adds to `groups` when given
+    (several prediction files, e.g. ours and the published checkpoints'); a model/split in two files is
+    an error."""
+    new: dict[tuple[str, str], dict[str, Any]] = {}
     for lineno, row in enumerate(read_csv(path, required=REQUIRED), 2):
-        g = groups.setdefault((row["model"], row["split"]), {"ids": [], "pred": [], "mos": [], "text": []})
+        key = (row["model"], row["split"])
+        if groups and key in groups:
+            raise UserError(f"{path}:{lineno}: model {key[0]!r} split {key[1]!r} already in another predictions file")
+        g = new.setdefault(key, {"ids": [], "pred": [], "mos": [], "text": []})
         g["ids"].append(row["image_id"])
         g["pred"].append(_float(row["pred"], path, lineno, "pred"))
         g["mos"].append(_float(row["mos"], path, lineno, "mos"))
         tl = row.get("text_level", "")
         g["text"].append(_float(tl, path, lineno, "text_level") if tl not in ("", None) else float("nan"))
-    if not groups:
+    if not new and not allow_empty:
         raise UserError(f"{path}: no prediction rows")
-    for g in groups.values():
+    for g in new.values():
         for k in ("pred", "mos", "text"):
             g[k] = np.asarray(g[k], dtype=float)
-    return groups
+    return {**(groups or {}), **new}
 
 
 def load_pairs(path: Path | None) -> list[tuple[str, str, float]]:
@@ -76,6 +84,7 @@ def evaluate(
     predictions: Path,
     pairs_path: Path | None,
     *,
+    also: Sequence[Path] = (),
     n_boot: int = 1000,
     ci: float = 0.95,
     seed: int = 0,
@@ -86,6 +95,8 @@ def evaluate(
     from .levels import level_to_mos
 
     groups = load_predictions(predictions)
+    for extra in also:  # e.g. the published checkpoints' rows (empty on the demo profile)
+        groups = load_predictions(extra, groups, allow_empty=True)
     pairs = load_pairs(pairs_path)
     models: dict[str, dict[str, Any]] = {}
     for (model, split), g in sorted(groups.items()):
@@ -112,5 +123,6 @@ def evaluate(
             "binary_threshold": threshold,
             "baseline": baseline,
             "predictions": str(predictions),
+            "also": [str(x) for x in also],
         },
     }

@@ -42,6 +42,7 @@ DESCRIBE_INSTRUCTION = "Describe the exposure, contrast, sharpness, noise and co
 RECORD_NAME = "pretrain_record.json"
 N_REGION_STATS = 6
 N_GLOBAL_STATS = 14
+N_DAMAGE_STATS = 10
 
 
 def region_stats(image: Any, grid: int = 4) -> np.ndarray:
@@ -110,24 +111,72 @@ def global_stats(image: Any) -> np.ndarray:
     return np.asarray(feats, dtype=np.float32)
 
 
-def corpus_image(photo: Any, size: int, rng: np.random.Generator, max_degradations: int) -> Any:
-    """One corpus image: a (reference or raw) crop with 0..max_degradations random seen degradations."""
-    img = reference_crop(photo, size, rng) if rng.random() < 0.5 else random_crop(photo, size, rng)
+def _ssim(a: np.ndarray, b: np.ndarray) -> float:
+    """Mean structural similarity of two luminance images (7x7 uniform windows, 0-255 range)."""
+    from scipy.ndimage import uniform_filter
+
+    c1, c2 = (0.01 * 255) ** 2, (0.03 * 255) ** 2
+    mu_a, mu_b = uniform_filter(a, 7), uniform_filter(b, 7)
+    var_a = uniform_filter(a * a, 7) - mu_a**2
+    var_b = uniform_filter(b * b, 7) - mu_b**2
+    cov = uniform_filter(a * b, 7) - mu_a * mu_b
+    s = ((2 * mu_a * mu_b + c1) * (2 * cov + c2)) / ((mu_a**2 + mu_b**2 + c1) * (var_a + var_b + c2))
+    return float(s[3:-3, 3:-3].mean())
+
+
+def damage_stats(clean: Any, damaged: Any) -> np.ndarray:
+    """10 full-reference measurements of what the degradations did to the clean crop: detail kept at
+    3 scales, residual and high-frequency residual energy, SSIM, exposure shift, contrast, colour and
+    blockiness change. Content-invariant by construction (ratios and differences against the clean
+    crop), so a blind head regressing them must learn to see damage rather than content — the
+    synthetic-distortion pre-training of blind IQA (RankIQA, DB-CNN)."""
+    a = global_stats(clean)
+    b = global_stats(damaged)
+    la = np.asarray(clean.convert("L"), dtype=np.float64)
+    lb = np.asarray(damaged.convert("L"), dtype=np.float64)
+    resid = lb - la
+    hp = resid - 0.25 * (np.roll(resid, 1, 0) + np.roll(resid, -1, 0) + np.roll(resid, 1, 1) + np.roll(resid, -1, 1))
+    feats = [
+        b[4] - a[4],  # log gradient energy, full resolution
+        b[5] - a[5],  # ... at 1/2
+        b[6] - a[6],  # ... at 1/4
+        np.log1p(resid.std()),
+        np.log1p(np.abs(hp).mean()),
+        _ssim(la, lb),
+        b[0] - a[0],  # exposure shift
+        np.log((b[1] + 1e-3) / (a[1] + 1e-3)),  # contrast ratio
+        b[11] - a[11],  # log colourfulness change
+        b[13] - a[13],  # blockiness change
+    ]
+    return np.asarray(feats, dtype=np.float32)
+
+
+def corpus_image(photo: Any, size: int, rng: np.random.Generator, max_degradations: int) -> tuple[Any, Any]:
+    """One corpus image and its clean crop: a (reference or raw) crop with 0..max_degradations random
+    seen degradations."""
+    clean = reference_crop(photo, size, rng) if rng.random() < 0.5 else random_crop(photo, size, rng)
+    img = clean
     kinds = [k for k in SEEN_DEGRADATIONS if not (k == "colour" and is_grayscale(photo))]
     n = int(rng.integers(0, max_degradations + 1))
     for kind in rng.choice(kinds, size=n, replace=False):
         img = degrade(img, str(kind), float(rng.uniform(0.0, 1.0)), rng)
-    return img
+    return img, clean
 
 
 def build_corpus(
-    photos: list[Any], n: int, size: int, seed: int, max_degradations: int, rate_fraction: float, num_levels: int
-) -> tuple[list[Any], list[tuple[bool, str]], np.ndarray, np.ndarray]:
-    """Images, (is_rating_task, answer) pairs, region statistics and whole-image statistics."""
-    images, answers, stats, whole = [], [], [], []
+    photos: list[Any],
+    n: int,
+    size: int,
+    seed: int,
+    max_degradations: int,
+    rate_fraction: float,
+    num_levels: int,
+) -> tuple[list[Any], list[tuple[bool, str]], np.ndarray, np.ndarray, np.ndarray]:
+    """Images, (is_rating_task, answer) pairs, region, whole-image and damage statistics."""
+    images, answers, stats, whole, damage = [], [], [], [], []
     for i in range(n):
         rng = np.random.default_rng([seed, i])
-        img = corpus_image(photos[i % len(photos)], size, rng, max_degradations)
+        img, clean = corpus_image(photos[i % len(photos)], size, rng, max_degradations)
         props = measure(img)
         rate = bool(rng.random() < rate_fraction)
         answer = (
@@ -139,7 +188,8 @@ def build_corpus(
         answers.append((rate, answer))
         stats.append(region_stats(img, grid=max(1, size // 28)))  # one region per merged 28-px image token
         whole.append(global_stats(img))
-    return images, answers, np.stack(stats), np.stack(whole)
+        damage.append(damage_stats(clean, img))
+    return images, answers, np.stack(stats), np.stack(whole), np.stack(damage)
 
 
 def _lr_at(step: int, total: int, warmup: int, peak: float) -> float:
@@ -149,6 +199,99 @@ def _lr_at(step: int, total: int, warmup: int, peak: float) -> float:
     return peak * 0.5 * (1 + math.cos(math.pi * progress))
 
 
+def _standardise(a: np.ndarray, n_train: int) -> Any:
+    import torch
+
+    t = torch.tensor(a)
+    flat = t[:n_train].reshape(-1, t.shape[-1])
+    return (t - flat.mean(0)) / flat.std(0).clamp_min(1e-6)
+
+
+def _r2(pred: Any, target: Any) -> float:
+    return round(1 - float(((pred - target) ** 2).mean() / target.var()), 4)
+
+
+class _Heads:
+    """Linear heads on the vision output, discarded after pre-training: 6 statistics per image token,
+    14 whole-image and 10 damage statistics from the tokens' [mean, std]."""
+
+    def __init__(self, hidden: int, damage_weight: float) -> None:
+        import torch
+
+        self.region = torch.nn.Linear(hidden, N_REGION_STATS)
+        self.whole = torch.nn.Linear(2 * hidden, N_GLOBAL_STATS)
+        self.damage = torch.nn.Linear(2 * hidden, N_DAMAGE_STATS)
+        self.damage_weight = damage_weight
+
+    def parameters(self) -> list[Any]:
+        return [q for m in (self.region, self.whole, self.damage) for q in m.parameters()]
+
+    def __call__(self, tokens: Any, targets: tuple[Any, Any, Any]) -> tuple[Any, tuple[Any, Any, Any]]:
+        import torch
+
+        pooled = torch.cat([tokens.mean(1), tokens.std(1)], dim=-1)
+        preds = (self.region(tokens), self.whole(pooled), self.damage(pooled))
+        mse = torch.nn.functional.mse_loss
+        loss = mse(preds[0], targets[0]) + mse(preds[1], targets[1])
+        return loss + self.damage_weight * mse(preds[2], targets[2]), preds
+
+
+def _vision_tokens(model: Any, pixel_values: Any, grid_thw: Any, n: int) -> Any:
+    out = model.model.visual(pixel_values, grid_thw=grid_thw)
+    out = getattr(out, "pooler_output", out)
+    return out.reshape(n, -1, model.config.text_config.hidden_size)
+
+
+def pretrain_vision(
+    model: Any, processor: Any, images: list[Any], targets: tuple[Any, Any, Any], heads: _Heads,
+    n_train: int, cfg: dict[str, Any], log: Any,
+) -> list[dict[str, float]]:  # fmt: skip
+    """Phase 1: the vision tower alone learns to measure (region, whole-image and damage statistics).
+
+    Without the language model a step costs a sixth as much, so the ViT sees each corpus crop many
+    times: measured, a frozen-feature probe's test SRCC rose from 0.40 (joint training) to 0.54-0.65."""
+    import torch
+
+    pix, grid = [], None
+    for i in range(0, len(images), 500):  # pre-processed once, kept in half precision
+        enc = processor.image_processor(images=images[i : i + 500], return_tensors="pt")
+        pix.append(enc["pixel_values"].reshape(len(images[i : i + 500]), -1, enc["pixel_values"].shape[-1]).half())
+        grid = enc["image_grid_thw"][:1]
+    pixels = torch.cat(pix)
+    params = list(model.model.visual.parameters()) + heads.parameters()
+    peak, steps = float(cfg["vision_learning_rate"]), int(cfg["vision_steps"])
+    bs, warmup = int(cfg["vision_batch_size"]), int(cfg["warmup_steps"])
+    opt = torch.optim.AdamW(params, lr=peak, weight_decay=float(cfg["weight_decay"]))
+    gen = torch.Generator().manual_seed(int(cfg["seed"]) + 1)
+
+    def run(idx: Any) -> tuple[Any, tuple[Any, Any, Any]]:
+        tokens = _vision_tokens(
+            model, pixels[idx].float().reshape(-1, pixels.shape[-1]), grid.repeat(len(idx), 1), len(idx)
+        )
+        return heads(tokens, tuple(t[idx] for t in targets))
+
+    curve, t0 = [], time.time()
+    every = max(1, int(cfg["eval_every"]) * 2)
+    for step in range(steps):
+        for group in opt.param_groups:
+            group["lr"] = _lr_at(step, steps, warmup, peak)
+        loss, _ = run(torch.randint(0, n_train, (bs,), generator=gen))
+        opt.zero_grad()
+        loss.backward()
+        torch.nn.utils.clip_grad_norm_(params, 1.0)
+        opt.step()
+        if (step + 1) % every == 0 or step + 1 == steps:
+            with torch.no_grad():
+                held = torch.arange(n_train, len(images))
+                _, preds = run(held)
+            point = {"step": step + 1, "train_loss": round(loss.item(), 4), "seconds": round(time.time() - t0, 1)}
+            for name, pred, tgt in zip(("region", "whole", "damage"), preds, targets, strict=True):
+                point[f"eval_{name}_r2"] = _r2(pred, tgt[held])
+            curve.append(point)
+            log(json.dumps({"phase": "vision", **point}))
+    return curve
+
+
 def pretrain(
     init_dir: str | Path,
     out_dir: str | Path,
@@ -156,7 +299,11 @@ def pretrain(
     cfg: dict[str, Any],
     log: Any = print,
 ) -> dict[str, Any]:
-    """Pre-train the model in init_dir on the measured-property corpus; save to out_dir; return the record."""
+    """Pre-train the model in init_dir on the measured-property corpus; save to out_dir; return the record.
+
+    Phase 1 (`vision_steps` > 0): the vision tower alone regresses the measured statistics. Phase 2
+    (`steps`): the language model learns the captions and the rule-of-thumb rating; the vision side is
+    frozen after phase 1 (as in SFT), or, without phase 1, trained jointly with the statistics heads."""
     import torch
     from transformers import AutoModelForImageTextToText, AutoProcessor
 
@@ -164,22 +311,31 @@ def pretrain(
     torch.manual_seed(seed)
     processor = AutoProcessor.from_pretrained(str(init_dir))
     model = AutoModelForImageTextToText.from_pretrained(str(init_dir), dtype=torch.float32)
-    tok = processor.tokenizer
-    tok.padding_side = "right"
+    processor.tokenizer.padding_side = "right"
     hidden = model.config.text_config.hidden_size
-    size = int(cfg["image_size"])
-    t0 = time.time()
+    t_start = time.time()
     n_train, n_eval = int(cfg["corpus_size"]), int(cfg["eval_size"])
     num_levels = int(cfg["num_levels"])
-    images, answers, stats, whole = build_corpus(
-        photos, n_train + n_eval, size, seed, int(cfg["max_degradations"]), float(cfg["rate_fraction"]), num_levels
+    images, answers, stats, whole, damage = build_corpus(
+        photos,
+        n_train + n_eval,
+        int(cfg["image_size"]),
+        seed,
+        int(cfg["max_degradations"]),
+        float(cfg["rate_fraction"]),
+        num_levels,
     )
-    log(f"corpus: {len(images)} images from {len(photos)} photos in {time.time() - t0:.0f}s")
-    stats_t = torch.tensor(stats)
-    mu, sd = stats_t[:n_train].reshape(-1, N_REGION_STATS).mean(0), stats_t[:n_train].reshape(-1, N_REGION_STATS).std(0)
-    targets = (stats_t - mu) / sd.clamp_min(1e-6)
-    whole_t = torch.tensor(whole)
-    whole_targets = (whole_t - whole_t[:n_train].mean(0)) / whole_t[:n_train].std(0).clamp_min(1e-6)
+    log(f"corpus: {len(images)} images from {len(photos)} photos in {time.time() - t_start:.0f}s")
+    targets = tuple(_standardise(a, n_train) for a in (stats, whole, damage))
+    damage_w = float(cfg.get("damage_weight", 0.0))
+    heads = _Heads(hidden, damage_w)
+    vision_curve: list[dict[str, float]] = []
+    joint = int(cfg.get("vision_steps", 0)) <= 0
+    if not joint:
+        model.train()
+        vision_curve = pretrain_vision(model, processor, images, targets, heads, n_train, cfg, log)
+        for q in model.model.visual.parameters():
+            q.requires_grad_(False)
 
     prompts, prompt_lens = {}, {}
     for rate, instruction in ((False, DESCRIBE_INSTRUCTION), (True, score_instruction(num_levels))):
@@ -189,22 +345,20 @@ def pretrain(
         prompt_lens[rate] = enc["input_ids"].shape[1]
     texts = [prompts[rate] + answer + "<|im_end|>\n" for rate, answer in answers]
 
-    aux_head = torch.nn.Linear(hidden, N_REGION_STATS)
-    global_head = torch.nn.Linear(2 * hidden, N_GLOBAL_STATS)  # on [mean, std] of the image tokens
     captured: dict[str, Any] = {}
 
     def grab(_module: Any, _inputs: Any, output: Any) -> None:
         captured["tokens"] = getattr(output, "pooler_output", output)
 
     hook = model.model.visual.register_forward_hook(grab)
-    params = list(model.parameters()) + list(aux_head.parameters()) + list(global_head.parameters())
+    params = [q for q in model.parameters() if q.requires_grad] + (heads.parameters() if joint else [])
     peak = float(cfg["learning_rate"])
     opt = torch.optim.AdamW(params, lr=peak, weight_decay=float(cfg["weight_decay"]))
     steps, bs, warmup = int(cfg["steps"]), int(cfg["batch_size"]), int(cfg["warmup_steps"])
-    aux_w = float(cfg["aux_weight"])
+    aux_w = float(cfg["aux_weight"]) if joint else 0.0
     gen = torch.Generator().manual_seed(seed)
 
-    def batch_loss(idx: list[int]) -> tuple[Any, Any, Any]:
+    def batch_loss(idx: list[int]) -> tuple[Any, Any, tuple[Any, Any, Any]]:
         enc = processor(
             text=[texts[i] for i in idx], images=[images[i] for i in idx], return_tensors="pt", padding=True
         )
@@ -213,12 +367,8 @@ def pretrain(
             labels[row, : prompt_lens[answers[i][0]]] = -100
         labels[enc["attention_mask"] == 0] = -100
         out = model(**enc, labels=labels)
-        tokens = captured["tokens"].reshape(len(idx), -1, hidden)
-        pred = aux_head(tokens)
-        whole_pred = global_head(torch.cat([tokens.mean(1), tokens.std(1)], dim=-1))
-        aux = torch.nn.functional.mse_loss(pred, targets[idx])
-        aux = aux + torch.nn.functional.mse_loss(whole_pred, whole_targets[idx])
-        return out.loss, aux, pred
+        aux, preds = heads(captured["tokens"].reshape(len(idx), -1, hidden), tuple(t[idx] for t in targets))
+        return out.loss, aux, preds
 
     curve: list[dict[str, float]] = []
     model.train()
@@ -241,20 +391,21 @@ def pretrain(
                     for i in range(0, n_eval, 64)
                 ]
             model.train()
-            preds = torch.cat([e[2] for e in ev])
-            tgt = targets[n_train : n_train + n_eval]
-            r2 = 1 - float(((preds - tgt) ** 2).mean() / tgt.var())
             point = {
                 "step": step + 1,
                 "train_caption_loss": round(lm.item(), 4),
-                "train_region_loss": round(aux.item(), 4),
                 "eval_caption_loss": round(float(np.mean([float(e[0]) for e in ev])), 4),
-                "eval_region_r2": round(r2, 4),
                 "seconds": round(time.time() - t0, 1),
             }
+            if joint:
+                point["train_statistics_loss"] = round(aux.item(), 4)
+                for k, name in enumerate(("region", "whole", "damage")):
+                    point[f"eval_{name}_r2"] = _r2(torch.cat([e[2][k] for e in ev]), targets[k][n_train:])
             curve.append(point)
             log(json.dumps(point))
     hook.remove()
+    for q in model.parameters():
+        q.requires_grad_(True)
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     model.eval()
@@ -274,13 +425,19 @@ def pretrain(
             "recipe": "50% reference crops (detail-picked, luminance-normalised), 50% raw random crops; "
             f"0-{cfg['max_degradations']} of {list(SEEN_DEGRADATIONS)} at strength U(0,1)",
             "targets": "caption = critic property sentences from measured pixels (or, for rate_fraction of them, "
-            "the rating prompt answered with those sentences and critic.rule_of_thumb_level); 16x6 region statistics",
+            "the rating prompt answered with those sentences and critic.rule_of_thumb_level); linear heads on the "
+            f"vision output: 16x{N_REGION_STATS} region statistics, {N_GLOBAL_STATS} whole-image statistics"
+            + (f", {N_DAMAGE_STATS} full-reference damage statistics (weight {damage_w})" if damage_w else ""),
+            "phases": "joint (vision + language, statistics heads beside the caption loss)"
+            if joint
+            else "1: vision tower + statistics heads alone (vision_steps); 2: captions with the vision side frozen",
             "rating_examples": sum(rate for rate, _ in answers[:n_train]),
         },
         "instructions": {"describe": DESCRIBE_INSTRUCTION, "rate": score_instruction(num_levels)},
+        "vision_curve": vision_curve,
         "curve": curve,
-        "final": curve[-1] if curve else {},
-        "seconds": round(time.time() - t0, 1),
+        "final": {**{f"vision_{k}": v for k, v in (vision_curve[-1:] or [{}])[0].items()}, **(curve[-1:] or [{}])[0]},
+        "seconds": round(time.time() - t_start, 1),
         "versions": {
             "torch": torch.__version__,
             "transformers": transformers.__version__,

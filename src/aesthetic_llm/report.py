@@ -25,6 +25,23 @@ def _fmt(x: float | None, ci: list[float] | None = None) -> str:
     return f"{x:.3f}" + (f" [{ci[0]:.2f}, {ci[1]:.2f}]" if ci else "")
 
 
+def published_table() -> list[str]:
+    """Q-Align's published figures as reference rows, labelled as quoted (never computed by this run)."""
+    from .published_qalign import PUBLISHED_AVA
+
+    lines = [
+        "| reference (quoted, not computed here) | data | SRCC | PLCC | source |",
+        "|---|---|---|---|---|",
+    ]
+    for r in PUBLISHED_AVA:
+        lines.append(f"| {r['model']} | {r['dataset']} | {_fmt(r['srcc'])} | {_fmt(r['plcc'])} | {r['source']} |")
+    return lines + [
+        "",
+        "Rows `*_published` in the results table, where present, are those checkpoints scored by this run "
+        "(stage `published_qalign`, paper profile, `make setup-qalign`).",
+    ]
+
+
 def results_table(metrics: dict[str, Any]) -> str:
     models = [m for m in MODELS if m in metrics["models"]] + [m for m in metrics["models"] if m not in MODELS]
     lines = [
@@ -166,13 +183,21 @@ def base_note(params: dict[str, Any]) -> str:
     record_path = Path(name) / "pretrain_record.json"
     if record_path.exists():
         rec = read_json(record_path)
-        corpus, final = rec.get("corpus", {}), rec.get("final", {})
+        corpus, final, cfg = rec.get("corpus", {}), rec.get("final", {}), rec.get("config", {})
+        region = final.get("vision_eval_region_r2", final.get("eval_region_r2"))
+        damage = final.get("vision_eval_damage_r2", final.get("eval_damage_r2"))
+        steps = (
+            f"{cfg.get('vision_steps')} vision-only steps measuring, then {cfg.get('steps')} captioning steps"
+            if cfg.get("vision_steps")
+            else f"{cfg.get('steps')} steps"
+        )
         return (
-            f"Base model: `{name}`, the demo's tiny Qwen2-VL pre-trained by `make base-model` for "
-            f"{rec.get('config', {}).get('steps')} steps on {corpus.get('images')} crops of the train split's "
-            f"{corpus.get('n_photos')} photos, to describe measured exposure, contrast, sharpness, noise and "
-            f"colour (held-out caption loss {final.get('eval_caption_loss')}, region-statistics "
-            f"R² {final.get('eval_region_r2')}); {corpus.get('rating_examples')} of those crops were rated "
+            f"Base model: `{name}`, the demo's tiny Qwen2-VL pre-trained by `make base-model` ({steps}) on "
+            f"{corpus.get('images')} crops of the train split's {corpus.get('n_photos')} photos, to measure and "
+            f"describe exposure, contrast, sharpness, noise and colour (held-out caption loss "
+            f"{final.get('eval_caption_loss')}, region-statistics R² {region}"
+            + (f", damage-statistics R² {damage}" if damage is not None else "")
+            + f"); {corpus.get('rating_examples')} of those crops were rated "
             "with a rule of thumb from the measurements (sharper looks better), its only notion of quality. It "
             "never saw a score or an evaluation photo: like Qwen2-VL-7B in the study, it sees but is not "
             "calibrated to the rating task."
@@ -326,6 +351,8 @@ def build_report(
         base_note(params_snapshot),
         "",
         f"Reference only, not produced by this run — {STUDY_REFERENCE}",
+        "",
+        *published_table(),
         "",
         "## All metrics",
         "",
