@@ -128,7 +128,7 @@ compare-finetuning: setup ## Run SFT+DPO as FT_TYPES (full lora) at sft lr FT_LR
 	    -S sft.learning_rate=$(FT_LR) || exit 1; \
 	done
 	$(BIN)/dvc exp run --run-all --jobs 1 || echo "warning: some experiments failed: dvc queue status; dvc queue logs NAME" >&2
-	$(BIN)/python scripts/compare_experiments.py --finetuning --out reports/finetuning.md
+	$(BIN)/python scripts/compare_experiments.py --finetuning --match 'ft-*' --out reports/finetuning.md
 
 compare-report: setup ## Rewrite reports/experiments.md from the experiments already run (dvc exp show)
 	$(BIN)/python scripts/compare_experiments.py --out reports/experiments.md

@@ -17,6 +17,7 @@ import argparse
 import json
 import math
 import subprocess
+from fnmatch import fnmatch
 from pathlib import Path
 from typing import Any
 
@@ -231,7 +232,14 @@ def render_finetuning(by_model: dict[str, list[dict[str, Any]]], skipped: list[s
             loss_pick = min(by_loss, key=lambda r: r["train"]["final_eval_loss"])["name"]
             srcc_pick = rows[0]["name"]  # rows are sorted by val SRCC
             verdict = "the same run" if loss_pick == srcc_pick else f"`{loss_pick}`, not `{srcc_pick}`"
-            parts += ["", f"Lowest validation loss picks {verdict}, the best on val SRCC."]
+            top, runner = rows[0]["val_srcc_ci"], rows[1]["val_srcc_ci"]
+            settled = (
+                "overlap: this data does not separate them" if _overlaps(runner, top) == "yes" else "do not overlap"
+            )
+            parts += [
+                "",
+                f"Lowest validation loss picks {verdict}, the best on val SRCC (their val SRCC CIs {settled}).",
+            ]
         parts.append("")
     if skipped:
         parts += ["## Not compared", ""] + [f"- {s}" for s in sorted(set(skipped))] + [""]
@@ -247,9 +255,17 @@ def main() -> None:
     ap.add_argument("--params-file", default="params.yaml")
     ap.add_argument("--model", default="dpo", help="which model's metrics to rank (metrics.json models.<model>)")
     ap.add_argument("--include-workspace", action="store_true", help="also list the uncommitted workspace")
+    ap.add_argument("--match", default="*", help="only experiments whose name matches this glob (baselines always)")
     ap.add_argument("--finetuning", action="store_true", help="LoRA-vs-full tables for sft and dpo (losses + metrics)")
     args = ap.parse_args()
     show = exp_show(args.json)
+    if args.match != "*":
+        for top in show:
+            top["experiments"] = [
+                e
+                for e in top.get("experiments") or []
+                if any(fnmatch(r.get("name") or "", args.match) for r in e.get("revs") or [])
+            ]
     if args.finetuning:
         by_model, skipped_all = {}, []
         for model in ("sft", "dpo"):

@@ -112,7 +112,14 @@ def test_finetuning_tables_set_loss_beside_srcc(exp_repo):
     assert far["train"]["final_eval_loss"] == pytest.approx(0.55)  # read from the experiment's own commit
     row = next(line for line in md.splitlines() if line.startswith("| far_level-sigmoid"))
     assert "| 0.2750 | 0.5500 | 0.550 [0.450, 0.650] |" in row
-    assert "Lowest validation loss picks `far_level-sigmoid`, not `" in md
+    assert "Lowest validation loss picks `far_level-sigmoid`, not `" in md and "CIs overlap" in md
+    _run(
+        [sys.executable, str(ROOT / "scripts/compare_experiments.py"), "--finetuning", "--match", "far_*"]
+        + ["--out", "reports/ft_far.md"],
+        exp_repo,
+    )
+    names = [r["name"] for r in json.loads((exp_repo / "reports/ft_far.json").read_text())["runs"]["dpo"]]
+    assert "far_level-sigmoid" in names and "cross_image-ipo" not in names and len(names) == 2  # + baseline
 
 
 @pytest.mark.slow
@@ -156,7 +163,7 @@ def test_make_compare_queues_the_grid():
 def test_make_compare_finetuning_queues_full_and_lora():
     out = _make_n("compare-finetuning")
     assert "for t in full lora" in out and "-S sft.finetuning_type=$t -S dpo.finetuning_type=$t" in out
-    assert "scripts/compare_experiments.py --finetuning --out reports/finetuning.md" in out
+    assert "scripts/compare_experiments.py --finetuning --match 'ft-*' --out reports/finetuning.md" in out
 
 
 def test_make_train_multi_sets_the_torchrun_environment():

@@ -33,6 +33,7 @@ def test_paper_profile_without_data_is_a_clear_error(repo_params):
     ("key", "value", "message"),
     [
         (("dpo", "beta"), "abc", r"dpo\.beta: expected a number, got 'abc'"),
+        (("dpo", "beta"), "nan", r"dpo\.beta: expected a number, got 'nan'"),
         (("sft", "per_device_train_batch_size"), 0, r"per_device_train_batch_size: expected an integer >= 1"),
         (("score", "mode"), "fast", r"score\.mode: expected one of cot, direct"),
         (("data", "hard_band"), [7, 4], r"data\.hard_band"),
@@ -43,6 +44,14 @@ def test_malformed_values_name_the_field(repo_params, key, value, message):
     bad[key[0]][key[1]] = value
     with pytest.raises(UserError, match=message):
         check(Params(bad, profile="demo"))
+
+
+def test_exponent_without_a_dot_is_a_number(repo_params):
+    """`dvc exp run -S dpo.learning_rate=2e-5` writes '2e-05', which YAML 1.1 reads as a string."""
+    raw = yaml.safe_load(yaml.safe_dump(repo_params))
+    raw["dpo"]["learning_rate"] = yaml.safe_load("x: 2e-05")["x"]
+    assert raw["dpo"]["learning_rate"] == "2e-05"
+    assert Params(raw, profile="demo").num("dpo.learning_rate", lo=0.0) == pytest.approx(2e-5)
 
 
 def test_unknown_profile_is_rejected(repo_params):

@@ -79,6 +79,11 @@ class Params:
 
     def num(self, dotted: str, default: Any = ..., lo: float | None = None, hi: float | None = None) -> float:
         value = self.get(dotted, default)
+        if isinstance(value, str):  # YAML 1.1 reads 2e-5 (no dot), as `dvc exp run -S x=2e-5` writes it, as a string
+            try:
+                value = float(value) if value.strip().lower() not in ("nan", "inf", "-inf", "+inf") else value
+            except ValueError:
+                raise self._bad(dotted, "a number", value) from None
         if isinstance(value, bool) or not isinstance(value, (int, float)):
             raise self._bad(dotted, "a number", value)
         if (lo is not None and value < lo) or (hi is not None and value > hi):
