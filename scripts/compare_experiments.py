@@ -16,7 +16,9 @@ from __future__ import annotations
 import argparse
 import json
 import math
+import shutil
 import subprocess
+import sys
 from fnmatch import fnmatch
 from pathlib import Path
 from typing import Any
@@ -58,7 +60,10 @@ def wilson(acc: float | None, n: int | None, z: float = 1.96) -> list[float] | N
 def exp_show(json_path: Path | None) -> list[dict[str, Any]]:
     if json_path is not None:
         return json.loads(json_path.read_text(encoding="utf-8"))
-    proc = subprocess.run(["dvc", "exp", "show", "--json"], capture_output=True, text=True, check=False)
+    dvc = shutil.which("dvc") or str(Path(sys.executable).parent / "dvc")  # the project env's, when not on PATH
+    if not Path(dvc).exists():
+        raise UserError("dvc not found on PATH or beside this Python (run through make, or activate .venv)")
+    proc = subprocess.run([dvc, "exp", "show", "--json"], capture_output=True, text=True, check=False)
     if proc.returncode != 0:
         raise UserError(f"dvc exp show --json failed: {proc.stderr.strip().splitlines()[-1:] or proc.returncode}")
     return json.loads(proc.stdout)
@@ -71,7 +76,10 @@ def _entries(show: list[dict[str, Any]], include_workspace: bool) -> list[tuple[
         if top.get("rev") != "workspace" or include_workspace:
             out.append(("baseline", top))
         for exp in top.get("experiments") or []:
+            state = (exp.get("executor") or {}).get("state")
             for rev in exp.get("revs") or []:
+                if state not in (None, "success"):  # queued/running/failed: its metrics are not its own yet
+                    rev = dict(rev, error={"msg": f"experiment {state}"}, data=None)
                 out.append(("experiment", rev))
     return out
 

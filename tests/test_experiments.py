@@ -126,6 +126,8 @@ def test_finetuning_tables_set_loss_beside_srcc(exp_repo):
 def test_saved_exp_show_json_and_missing_runs(exp_repo, tmp_path):
     show = json.loads(_run(["dvc", "exp", "show", "--json"], exp_repo).stdout)
     show[-1]["experiments"].append({"revs": [{"rev": "f" * 40, "name": "broken", "error": {"msg": "failed"}}]})
+    running = {"rev": "e" * 40, "name": "running-one", "data": show[-1]["data"]}  # metrics not its own yet
+    show[-1]["experiments"].append({"revs": [running], "executor": {"state": "running"}})
     (tmp_path / "show.json").write_text(json.dumps(show))
     mod = _script()
     cwd = os.getcwd()
@@ -136,7 +138,7 @@ def test_saved_exp_show_json_and_missing_runs(exp_repo, tmp_path):
         )
     finally:
         os.chdir(cwd)
-    assert len(rows) == 3 and skipped == ["broken: failed"]
+    assert len(rows) == 3 and skipped == ["broken: failed", "running-one: experiment running"]
     assert "broken: failed" in mod.render(rows, skipped, "dpo")
 
 
