@@ -179,9 +179,9 @@ def render(rows: list[dict[str, Any]], skipped: list[str], model: str) -> str:
         return "\n".join(parts + ["No experiment with metrics found (run `make compare`).", ""])
     best = rows[0]["val_srcc_ci"]
     parts += [
-        "| rank | experiment | pair strategy | loss | beta | val SRCC [95% CI] | overlaps best | "
+        "| rank | experiment | pair strategy | loss | beta | lr | val SRCC [95% CI] | overlaps best | "
         "hard-pair acc [95% CI] (pairs) | test SRCC [95% CI] |",
-        "|---:|---|---|---|---:|---|:---:|---|---|",
+        "|---:|---|---|---|---:|---:|---|:---:|---|---|",
     ]
     for i, r in enumerate(rows, 1):
         p = r["params"]
@@ -189,6 +189,7 @@ def render(rows: list[dict[str, Any]], skipped: list[str], model: str) -> str:
         parts.append(
             f"| {i} | {name} | {p.get('dpo.pair_strategy') or '?'} | {p.get('dpo.loss') or '?'} | "
             f"{p.get('dpo.beta') if p.get('dpo.beta') is not None else '?'} | "
+            f"{p.get('dpo.learning_rate') if p.get('dpo.learning_rate') is not None else 'default'} | "
             f"{_fmt(r['val_srcc'], r['val_srcc_ci'])} | {_overlaps(r['val_srcc_ci'], best) if i > 1 else '—'} | "
             f"{_fmt(r['hard_pair_acc'], r['hard_pair_acc_ci'])} ({r['hard_n_pairs'] or 0}) | "
             f"{_fmt(r['test_srcc'], r['test_srcc_ci'])} |"
