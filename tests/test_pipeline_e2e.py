@@ -33,6 +33,7 @@ ALL_STAGES = {
     "dpo_data",
     "dpo",
     "score",
+    "published_qalign",
     "evaluate",
     "report",
 }
@@ -64,7 +65,8 @@ def workspace(tmp_path_factory) -> Path:
     ws = tmp_path_factory.mktemp("pipeline")
     for name in ("src", "scripts", "llamafactory_configs", "pretrained"):
         shutil.copytree(ROOT / name, ws / name, ignore=shutil.ignore_patterns("__pycache__"))
-    shutil.copy(ROOT / "dvc.yaml", ws / "dvc.yaml")
+    for name in ("dvc.yaml", "requirements-qalign.lock"):
+        shutil.copy(ROOT / name, ws / name)
     params = yaml.safe_load((ROOT / "params.yaml").read_text())
     params["model"]["build"] = dict(TINY_BUILD)
     params["data"].update(image_size=56, crops_per_source={"train": 3, "val": 2, "test": 6, "unseen": 2})
