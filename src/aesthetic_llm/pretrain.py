@@ -124,14 +124,14 @@ def _ssim(a: np.ndarray, b: np.ndarray) -> float:
     return float(s[3:-3, 3:-3].mean())
 
 
-def damage_stats(clean: Any, damaged: Any) -> np.ndarray:
+def damage_stats(clean: Any, damaged: Any, damaged_global: np.ndarray | None = None) -> np.ndarray:
     """10 full-reference measurements of what the degradations did to the clean crop: detail kept at
     3 scales, residual and high-frequency residual energy, SSIM, exposure shift, contrast, colour and
     blockiness change. Content-invariant by construction (ratios and differences against the clean
     crop), so a blind head regressing them must learn to see damage rather than content — the
     synthetic-distortion pre-training of blind IQA (RankIQA, DB-CNN)."""
     a = global_stats(clean)
-    b = global_stats(damaged)
+    b = global_stats(damaged) if damaged_global is None else damaged_global
     la = np.asarray(clean.convert("L"), dtype=np.float64)
     lb = np.asarray(damaged.convert("L"), dtype=np.float64)
     resid = lb - la
@@ -188,7 +188,7 @@ def build_corpus(
         answers.append((rate, answer))
         stats.append(region_stats(img, grid=max(1, size // 28)))  # one region per merged 28-px image token
         whole.append(global_stats(img))
-        damage.append(damage_stats(clean, img))
+        damage.append(damage_stats(clean, img, whole[-1]))
     return images, answers, np.stack(stats), np.stack(whole), np.stack(damage)
 
 
@@ -271,7 +271,7 @@ def pretrain_vision(
         return heads(tokens, tuple(t[idx] for t in targets))
 
     curve, t0 = [], time.time()
-    every = max(1, int(cfg["eval_every"]) * 2)
+    every = max(1, int(cfg["eval_every"]) * 2)  # vision steps are ~6x cheaper: evaluate half as often
     for step in range(steps):
         for group in opt.param_groups:
             group["lr"] = _lr_at(step, steps, warmup, peak)
