@@ -83,6 +83,10 @@ dag: setup ## Show the pipeline graph
 bench: setup ## Time each pipeline stage (benchmarks/results/pipeline.json)
 	$(BIN)/python benchmarks/pipeline.py
 
+bench-gpu: setup ## On a CUDA GPU: 7B-sized scoring sweep and a ZeRO-2 LoRA SFT run (benchmarks/results/score_gpu, zero2_step)
+	$(BIN)/python benchmarks/score.py --preset qwen2-vl-7b --out benchmarks/results/score_gpu.json
+	FORCE_TORCHRUN=1 $(BIN)/python benchmarks/zero2_step.py --out benchmarks/results/zero2_step.json
+
 docker-build: ## Build the CUDA image (needs a Docker engine)
 	docker build -t $(IMAGE) .
 
@@ -103,7 +107,7 @@ STRATEGIES ?= near_level far_level cross_image on_policy
 LOSSES ?= sigmoid hinge ipo kto_pair orpo simpo
 FT_TYPES ?= full lora
 FT_LR ?= 1.0e-3
-.PHONY: train-multi compare compare-report compare-finetuning
+.PHONY: train-multi compare compare-report compare-finetuning bench bench-gpu
 
 train-multi: setup ## Train STAGE=sft|dpo on GPUS per node via torchrun (multi-node: NNODES NODE_RANK MASTER_ADDR MASTER_PORT)
 	@case "$(STAGE)" in sft|dpo) ;; *) echo "error: STAGE=$(STAGE): expected sft or dpo" >&2; exit 2;; esac
@@ -130,5 +134,5 @@ compare-finetuning: setup ## Run SFT+DPO as FT_TYPES (full lora) at sft lr FT_LR
 	$(BIN)/dvc exp run --run-all --jobs 1 || echo "warning: some experiments failed: dvc queue status; dvc queue logs NAME" >&2
 	$(BIN)/python scripts/compare_experiments.py --finetuning --match 'ft-*' --out reports/finetuning.md
 
-compare-report: setup ## Rewrite reports/experiments.md from the experiments already run (dvc exp show)
-	$(BIN)/python scripts/compare_experiments.py --out reports/experiments.md
+compare-report: setup ## Rewrite reports/experiments.md from the experiments already run (REVS="c1 c2 HEAD": older commits' too)
+	$(BIN)/python scripts/compare_experiments.py $(foreach r,$(REVS),--rev $(r)) --out reports/experiments.md

@@ -8,6 +8,11 @@
     python benchmarks/score.py [--images 48] [--batch-size 16] [--out benchmarks/results/score.json]
 
 Mode `direct` (the distribution at "Rating Level:"), so the numbers measure scoring, not generation.
+
+On a GPU, a Qwen2-VL-7B-sized model with random bf16 weights (sizes from the hub config, built in
+place: nothing is downloaded), images/s and peak memory per batch size, direct and cot:
+
+    python benchmarks/score.py --preset qwen2-vl-7b --batch-sizes 1 8 32 --out benchmarks/results/score_gpu.json
 """
 
 from __future__ import annotations
@@ -38,8 +43,11 @@ def naive_per_level(scorer, images) -> list[float]:
         n = enc["input_ids"].shape[1]
         logps = []
         for cand in scorer.candidates:
-            ids = torch.cat([enc["input_ids"], torch.tensor([cand])], dim=1)
-            mtt = torch.cat([enc["mm_token_type_ids"], torch.zeros((1, len(cand)), dtype=torch.long)], dim=1)
+            dev = enc["input_ids"].device
+            ids = torch.cat([enc["input_ids"], torch.tensor([cand], device=dev)], dim=1)
+            mtt = torch.cat(
+                [enc["mm_token_type_ids"], torch.zeros((1, len(cand)), dtype=torch.long, device=dev)], dim=1
+            )
             scorer.model.model.rope_deltas = None
             with torch.no_grad():
                 logits = scorer.model(
@@ -62,13 +70,90 @@ def timed(fn) -> tuple[float, object]:
     return time.perf_counter() - t0, out
 
 
+def gpu_sweep(args: argparse.Namespace, num_levels: int) -> None:
+    """images/s and peak GPU memory of a preset-sized random-weight model, per batch size."""
+    from aesthetic_llm.scoring import LevelScorer
+    from aesthetic_llm.tiny_model import BUILD_PRESETS, build_model
+
+    cfg = BUILD_PRESETS.get(args.preset) or yaml.safe_load((ROOT / "params.yaml").read_text())["model"]["build"]
+    dev = args.device
+    cuda = dev == "cuda"
+    t0 = time.perf_counter()
+    dtype = torch.bfloat16 if cuda else torch.float32
+    model, processor, summary = build_model(cfg, num_levels, seed=0, dtype=dtype, device=dev)
+    build_s = time.perf_counter() - t0
+    scorer = LevelScorer(args.preset, num_levels, device=dev, loaded=(processor, model))
+    rng = np.random.default_rng(0)
+    size = int(cfg["image_size"])
+    pool = [Image.fromarray((rng.random((size, size, 3)) * 255).astype("uint8")) for _ in range(64)]
+    scorer.predict(pool[:2], mode="direct")  # warm-up (kernels, allocator)
+    rows = []
+    for bs in args.batch_sizes:
+        for mode in ("direct", "cot"):
+            n_batches = 1 if mode == "cot" else max(2, 32 // bs)
+            batch = [pool[i % len(pool)] for i in range(bs)]
+            scorer.predict(batch, mode=mode, max_new_tokens=args.max_new_tokens)  # warm-up at this shape
+            if cuda:
+                torch.cuda.synchronize()
+                torch.cuda.reset_peak_memory_stats()
+            t = time.perf_counter()
+            for _ in range(n_batches):
+                scorer.predict(batch, mode=mode, max_new_tokens=args.max_new_tokens)
+            if cuda:
+                torch.cuda.synchronize()
+            dt = time.perf_counter() - t
+            rows.append(
+                {
+                    "batch_size": bs,
+                    "mode": mode,
+                    "images_per_s": round(bs * n_batches / dt, 2),
+                    "peak_memory_gib": round(torch.cuda.max_memory_allocated() / 2**30, 2) if cuda else None,
+                }
+            )
+            print(rows[-1], flush=True)
+    n_naive = 4
+    t_naive, _ = timed(lambda: naive_per_level(scorer, pool[:n_naive]))
+    doc = {
+        "benchmark": "score",
+        "model": f"{args.preset}-sized Qwen2-VL, random {str(dtype).removeprefix('torch.')} weights "
+        f"({summary['parameters'] / 1e9:.2f} B parameters)",
+        "image_size": size,
+        "device": torch.cuda.get_device_name(0) if cuda else "cpu",
+        "torch": torch.__version__,
+        "build_s": round(build_s, 1),
+        "cot_max_new_tokens": args.max_new_tokens,
+        "rows": rows,
+        "per_level_images_per_s": round(n_naive / t_naive, 2),
+        "date": time.strftime("%Y-%m-%d"),
+    }
+    args.out.parent.mkdir(parents=True, exist_ok=True)
+    args.out.write_text(json.dumps(doc, indent=2) + "\n")
+    table = ["| batch | mode | images/s | peak GPU memory (GiB) |", "|---|---|---|---|"]
+    table += [f"| {r['batch_size']} | {r['mode']} | {r['images_per_s']} | {r['peak_memory_gib']} |" for r in rows]
+    table.append(
+        f"\n{doc['model']}, {size} px images, on {doc['device']}; per-level (uncached forward per level) "
+        f"{doc['per_level_images_per_s']} images/s; cot generates {args.max_new_tokens} tokens"
+    )
+    args.out.with_suffix(".md").write_text("\n".join(table) + "\n")
+    print("\n".join(table))
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--images", type=int, default=48)
     ap.add_argument("--batch-size", type=int, default=16)
     ap.add_argument("--out", type=Path, default=ROOT / "benchmarks/results/score.json")
+    ap.add_argument("--preset", default=None, help="batch-size sweep at a preset size: qwen2-vl-7b | demo")
+    ap.add_argument("--device", default="cuda", help="device of the --preset sweep (cpu only to check the script)")
+    ap.add_argument("--batch-sizes", type=int, nargs="+", default=[1, 8, 32])
+    ap.add_argument("--max-new-tokens", type=int, default=96)
     args = ap.parse_args()
     sys.path.insert(0, str(ROOT / "src"))
+    if args.preset:
+        if args.device == "cuda" and not torch.cuda.is_available():
+            sys.exit(f"error: --preset {args.preset} needs a CUDA GPU (bf16 weights of that size)")
+        gpu_sweep(args, int(yaml.safe_load((ROOT / "params.yaml").read_text())["levels"]["num_levels"]))
+        return
     from aesthetic_llm.scoring import LevelScorer
     from aesthetic_llm.tiny_model import build_tiny_model
 

@@ -57,13 +57,15 @@ def wilson(acc: float | None, n: int | None, z: float = 1.96) -> list[float] | N
     return [round(centre - half, 4), round(centre + half, 4)]
 
 
-def exp_show(json_path: Path | None) -> list[dict[str, Any]]:
+def exp_show(json_path: Path | None, revs: list[str] | None = None) -> list[dict[str, Any]]:
+    """`dvc exp show --json` of HEAD, or of the given baseline commits (experiments tied to older commits)."""
     if json_path is not None:
         return json.loads(json_path.read_text(encoding="utf-8"))
     dvc = shutil.which("dvc") or str(Path(sys.executable).parent / "dvc")  # the project env's, when not on PATH
     if not Path(dvc).exists():
         raise UserError("dvc not found on PATH or beside this Python (run through make, or activate .venv)")
-    proc = subprocess.run([dvc, "exp", "show", "--json"], capture_output=True, text=True, check=False)
+    extra = [a for rev in revs or [] for a in ("--rev", rev)]
+    proc = subprocess.run([dvc, "exp", "show", "--json", *extra], capture_output=True, text=True, check=False)
     if proc.returncode != 0:
         raise UserError(f"dvc exp show --json failed: {proc.stderr.strip().splitlines()[-1:] or proc.returncode}")
     return json.loads(proc.stdout)
@@ -105,6 +107,7 @@ def collect(
     show: list[dict[str, Any]], metrics_path: str, params_file: str, model: str, include_workspace: bool
 ) -> tuple[list[dict[str, Any]], list[str]]:
     rows, skipped, seen = [], [], set()
+    baselines: dict[tuple, str] = {}
     for kind, entry in _entries(show, include_workspace):
         rev, data = entry.get("rev"), entry.get("data") or {}
         name = entry.get("name") or (rev[:7] if rev and rev != "workspace" else "workspace")
@@ -122,6 +125,12 @@ def collect(
             skipped.append(f"{name}: no {model} metrics in {metrics_path}")
             continue
         hard = m.get("hard") or {}
+        if kind == "baseline":  # several baseline commits (--rev) that reran the same pipeline: list it once
+            key = (_dig(m, "val.srcc"), _dig(m, "test.srcc"), hard.get("pair_acc"))
+            if key in baselines:
+                skipped.append(f"{name}: baseline with the same metrics as {baselines[key]}")
+                continue
+            baselines[key] = name
         rows.append(
             {
                 "name": name,
@@ -264,10 +273,13 @@ def main() -> None:
     ap.add_argument("--params-file", default="params.yaml")
     ap.add_argument("--model", default="dpo", help="which model's metrics to rank (metrics.json models.<model>)")
     ap.add_argument("--include-workspace", action="store_true", help="also list the uncommitted workspace")
+    ap.add_argument(
+        "--rev", action="append", help="baseline commit whose experiments to include (repeatable; default HEAD)"
+    )
     ap.add_argument("--match", default="*", help="only experiments whose name matches this glob (baselines always)")
     ap.add_argument("--finetuning", action="store_true", help="LoRA-vs-full tables for sft and dpo (losses + metrics)")
     args = ap.parse_args()
-    show = exp_show(args.json)
+    show = exp_show(args.json, args.rev)
     if args.match != "*":
         for top in show:
             top["experiments"] = [

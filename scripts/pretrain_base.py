@@ -20,6 +20,7 @@ def main() -> None:
     ap.add_argument("--params", default="params.yaml")
     ap.add_argument("--init", default="models/init", help="the random-init checkpoint (the `model` stage)")
     ap.add_argument("--out", help="output checkpoint directory (default base.out_dir)")
+    ap.add_argument("--device", default="cpu", help="cpu (the committed base) or cuda (minutes on a GPU)")
     args = ap.parse_args()
     p = Params.load(args.params)
     if p.profile != "demo":
@@ -39,7 +40,12 @@ def main() -> None:
     cfg["train_sources"] = train_names
     cfg["num_levels"] = p.int("levels.num_levels", lo=2)
     record = pretrain(
-        args.init, args.out or p.str("base.out_dir"), photos, cfg, log=lambda m: print(m, file=sys.stderr, flush=True)
+        args.init,
+        args.out or p.str("base.out_dir"),
+        photos,
+        cfg,
+        log=lambda m: print(m, file=sys.stderr, flush=True),
+        device=args.device,
     )
     print(json.dumps(record["final"]))
 

@@ -27,6 +27,17 @@ def test_every_source_photo_ships_with_an_installed_package():
             assert min(im.size) >= 256
 
 
+def test_photo_root_overrides_the_installed_packages(tmp_path, monkeypatch):
+    src = SOURCES[0]
+    copy = tmp_path / src.package / src.relpath
+    copy.parent.mkdir(parents=True)
+    copy.write_bytes(source_path(src).read_bytes())
+    monkeypatch.setenv("DEMO_PHOTO_ROOT", str(tmp_path))
+    assert source_path(src) == copy
+    with pytest.raises(UserError, match=f"demo source {SOURCES[1].name}: .* is missing"):
+        source_path(SOURCES[1])
+
+
 def test_splits_are_disjoint_by_image_and_by_source_photo(prepared):
     _, out, stats = prepared
     by_split = {s: read_csv(manifest_path(out, s), required=("image_id", "path", "mos", "split")) for s in SPLITS}

@@ -142,6 +142,24 @@ def test_saved_exp_show_json_and_missing_runs(exp_repo, tmp_path):
     assert "broken: failed" in mod.render(rows, skipped, "dpo")
 
 
+@pytest.mark.slow  # shares the fixture's `dvc exp run` queue
+def test_several_baseline_commits_list_a_rerun_baseline_once(exp_repo):
+    """--rev: experiments of older commits join the ranking; a baseline rerun with equal metrics is shown once."""
+    mod = _script()
+    cwd = os.getcwd()
+    os.chdir(exp_repo)
+    try:
+        show = mod.exp_show(None, ["HEAD"])  # the real `dvc exp show --json --rev HEAD`
+        again = dict(show[-1], rev="a" * 40, name=None, experiments=[])  # another commit, same pipeline outputs
+        rows, skipped = mod.collect(show + [again], "reports/metrics.json", "params.yaml", "dpo", False)
+    finally:
+        os.chdir(cwd)
+    assert sorted(r["name"] for r in rows if r["kind"] == "experiment") == ["cross_image-ipo", "far_level-sigmoid"]
+    assert [r["kind"] for r in rows].count("baseline") == 1
+    baseline = next(r["name"] for r in rows if r["kind"] == "baseline")
+    assert skipped == [f"aaaaaaa: baseline with the same metrics as {baseline}"]
+
+
 def test_wilson_interval():
     mod = _script()
     lo, hi = mod.wilson(0.8, 100)

@@ -1,11 +1,15 @@
 """The demo model loads like a hub checkpoint, and level scoring matches brute-force sequence log-probs."""
 
+from pathlib import Path
+
 import numpy as np
 import pytest
 import torch
 from PIL import Image
 
 from aesthetic_llm.scoring import LevelScorer
+
+ROOT = Path(__file__).resolve().parents[1]
 
 
 @pytest.fixture(scope="module")
@@ -117,3 +121,33 @@ def test_qalign_scheme_scores_whole_words_and_matches_brute_force(tiny_model_dir
     assert abs(pred.score - expect) < 1e-3
     with pytest.raises(ValueError, match="no cot mode"):
         scorer.predict(images[:1], mode="cot")
+
+
+def test_qwen2vl_7b_preset_has_the_hub_checkpoints_parameter_count():
+    """The GPU benchmarks' stand-in must be the real size: built on the meta device (no memory)."""
+    import torch
+
+    from aesthetic_llm.tiny_model import QWEN2VL_7B_BUILD, build_model
+
+    model, processor, summary = build_model(QWEN2VL_7B_BUILD, 10, seed=0, device="meta")
+    # Qwen/Qwen2-VL-7B-Instruct: 8,291,375,616 parameters (safetensors index); untied 152,064-row embedding.
+    assert summary["parameters"] == 8_291_375_616
+    assert next(model.parameters()).device == torch.device("meta")
+    assert processor.image_processor.size["longest_edge"] == 512 * 512  # max_pixels
+
+
+def test_zero2_benchmark_reads_step_times_from_the_trainer_log(tmp_path):
+    import importlib.util
+    import json
+
+    spec = importlib.util.spec_from_file_location("zero2_step", ROOT / "benchmarks/zero2_step.py")
+    mod = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(mod)
+    log = tmp_path / "trainer_log.jsonl"
+    rows = [(1, "0:00:13"), (2, "0:00:20"), (3, "0:00:26"), (4, "0:01:05")]
+    lines = [json.dumps({"current_steps": s, "loss": 1.0, "elapsed_time": e}) for s, e in rows]
+    lines.append(json.dumps({"current_steps": 4, "elapsed_time": "0:01:09"}))  # closing summary, no loss
+    log.write_text("\n".join(lines) + "\n")
+    assert mod.step_seconds(log) == (65 - 13) / 3
+    log.write_text(lines[0] + "\n")
+    assert mod.step_seconds(log) is None

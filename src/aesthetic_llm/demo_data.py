@@ -63,8 +63,16 @@ UNSEEN_DEGRADATIONS = ("pixelate", "haze")
 
 
 def source_path(src: SourcePhoto) -> Path:
+    """The photo inside its installed package; $DEMO_PHOTO_ROOT/<package>/<relpath> instead where set
+    (a bare GPU machine without gradio/scikit-image gets the same files copied)."""
     import importlib
+    import os
 
+    if os.environ.get("DEMO_PHOTO_ROOT"):
+        path = Path(os.environ["DEMO_PHOTO_ROOT"]) / src.package / src.relpath
+        if not path.exists():
+            raise UserError(f"demo source {src.name}: {path} is missing (DEMO_PHOTO_ROOT is set)")
+        return path
     try:
         module = importlib.import_module(src.package)
     except ImportError as exc:

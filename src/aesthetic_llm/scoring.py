@@ -106,10 +106,12 @@ class LevelScorer:
         dtype: torch.dtype | None = None,
         processor_path: str | Path | None = None,
         scheme: ScoringScheme | None = None,
+        loaded: tuple | None = None,
     ) -> None:
+        """loaded=(processor, model) scores a model already in memory (model_path is then only a label)."""
         self.device = device or ("cuda" if torch.cuda.is_available() else "cpu")
         dtype = dtype or (torch.bfloat16 if self.device == "cuda" else torch.float32)
-        self.processor, model = load_model(model_path, dtype, processor_path)
+        self.processor, model = loaded or load_model(model_path, dtype, processor_path)
         self.model = model.to(self.device).eval()
         self.tokenizer = self.processor.tokenizer
         self.tokenizer.padding_side = "left"

@@ -102,8 +102,35 @@ def build_tokenizer(vocab_size: int, num_levels: int) -> Any:
     )
 
 
-def build_tiny_model(out_dir: str | Path, cfg: dict[str, Any], num_levels: int, seed: int) -> dict[str, Any]:
-    """Write tokenizer, processor and a randomly initialised Qwen2-VL to out_dir; return a summary."""
+# Qwen/Qwen2-VL-7B-Instruct's config.json sizes (8.29 B parameters): random weights of this shape stand in
+# for the real checkpoint in the GPU benchmarks (nothing is downloaded). The tokenizer stays the demo's;
+# the embedding keeps the real 152,064 rows, so memory and the LM-head cost are the real ones.
+QWEN2VL_7B_BUILD: dict[str, Any] = {
+    "vocab_size": 1024,
+    "embedding_rows": 152064,
+    "tie_word_embeddings": False,
+    "hidden_size": 3584,
+    "intermediate_size": 18944,
+    "num_hidden_layers": 28,
+    "num_attention_heads": 28,
+    "num_key_value_heads": 4,
+    "mrope_section": [16, 24, 24],
+    "max_position_embeddings": 32768,
+    "vision_depth": 32,
+    "vision_embed_dim": 1280,
+    "vision_num_heads": 16,
+    "image_size": 512,  # the paper configs' image_max_pixels 262144 = 512 x 512
+}
+BUILD_PRESETS = {"qwen2-vl-7b": QWEN2VL_7B_BUILD}
+
+
+def build_model(
+    cfg: dict[str, Any], num_levels: int, seed: int, dtype: Any = None, device: str | None = None
+) -> tuple[Any, Any, dict[str, Any]]:
+    """A randomly initialised Qwen2-VL of cfg's sizes with the demo tokenizer: (model, processor, summary).
+
+    dtype/device build the weights in place (an 8 B model straight into GPU bf16 memory).
+    """
     import torch
     from transformers import (
         AutoModelForImageTextToText,
@@ -113,15 +140,13 @@ def build_tiny_model(out_dir: str | Path, cfg: dict[str, Any], num_levels: int, 
         Qwen2VLVideoProcessor,
     )
 
-    out_dir = Path(out_dir)
-    out_dir.mkdir(parents=True, exist_ok=True)
     torch.manual_seed(seed)
-
     tokenizer = build_tokenizer(int(cfg["vocab_size"]), num_levels)
     tokenizer.chat_template = CHAT_TEMPLATE
     ids = {t: tokenizer.convert_tokens_to_ids(t) for t in SPECIAL_TOKENS}
     # Round the embedding rows up to a multiple of 64, as Qwen pads its vocabulary.
-    vocab_rows = (len(tokenizer) + 63) // 64 * 64
+    vocab_rows = int(cfg.get("embedding_rows") or (len(tokenizer) + 63) // 64 * 64)
+    tie = bool(cfg.get("tie_word_embeddings", True))
 
     hidden = int(cfg["hidden_size"])
     config = Qwen2VLConfig(
@@ -132,12 +157,12 @@ def build_tiny_model(out_dir: str | Path, cfg: dict[str, Any], num_levels: int, 
             "num_hidden_layers": int(cfg["num_hidden_layers"]),
             "num_attention_heads": int(cfg["num_attention_heads"]),
             "num_key_value_heads": int(cfg["num_key_value_heads"]),
-            "max_position_embeddings": 4096,
+            "max_position_embeddings": int(cfg.get("max_position_embeddings", 4096)),
             "rope_scaling": {"type": "mrope", "mrope_section": list(cfg["mrope_section"])},
             "bos_token_id": ids["<|endoftext|>"],
             "eos_token_id": ids["<|im_end|>"],
             "pad_token_id": ids["<|endoftext|>"],
-            "tie_word_embeddings": True,
+            "tie_word_embeddings": tie,
         },
         vision_config={
             "depth": int(cfg["vision_depth"]),
@@ -153,9 +178,16 @@ def build_tiny_model(out_dir: str | Path, cfg: dict[str, Any], num_levels: int, 
         video_token_id=ids["<|video_pad|>"],
         vision_start_token_id=ids["<|vision_start|>"],
         vision_end_token_id=ids["<|vision_end|>"],
-        tie_word_embeddings=True,
+        tie_word_embeddings=tie,
     )
-    model = AutoModelForImageTextToText.from_config(config)
+    previous = torch.get_default_dtype()
+    if dtype is not None:
+        torch.set_default_dtype(dtype)
+    try:
+        with torch.device(device or "cpu"):
+            model = AutoModelForImageTextToText.from_config(config)
+    finally:
+        torch.set_default_dtype(previous)
     model.generation_config.eos_token_id = [ids["<|im_end|>"], ids["<|endoftext|>"]]
     model.generation_config.pad_token_id = ids["<|endoftext|>"]
     model.generation_config.do_sample = False
@@ -169,18 +201,25 @@ def build_tiny_model(out_dir: str | Path, cfg: dict[str, Any], num_levels: int, 
         video_processor=video_processor,
         chat_template=CHAT_TEMPLATE,
     )
-    model.save_pretrained(out_dir, safe_serialization=True)
-    processor.save_pretrained(out_dir)
-    n_params = sum(p.numel() for p in model.parameters())
     summary = {
         "architecture": "Qwen2VLForConditionalGeneration",
-        "parameters": n_params,
+        "parameters": sum(p.numel() for p in model.parameters()),
         "vocab_size": len(tokenizer),
         "embedding_rows": vocab_rows,
         "seed": seed,
         "config": cfg,
         "init": "random",
     }
+    return model, processor, summary
+
+
+def build_tiny_model(out_dir: str | Path, cfg: dict[str, Any], num_levels: int, seed: int) -> dict[str, Any]:
+    """Write tokenizer, processor and a randomly initialised Qwen2-VL to out_dir; return a summary."""
+    out_dir = Path(out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    model, processor, summary = build_model(cfg, num_levels, seed)
+    model.save_pretrained(out_dir, safe_serialization=True)
+    processor.save_pretrained(out_dir)
     write_json(out_dir / "build_info.json", summary)
     return summary
 
