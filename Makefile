@@ -57,7 +57,7 @@ reproduce: setup ## Run the whole pipeline (dvc repro) on PROFILE (default demo)
 	$(BIN)/dvc repro
 	@echo "report: reports/report.md"
 
-base-model: setup ## Re-pre-train the demo base (frozen `base` stage, ~22 min on 2 cores) and record it in dvc.lock
+base-model: setup ## Re-pre-train the demo base (frozen `base` stage, ~33 min on 2 cores) and record it in dvc.lock
 	$(BIN)/dvc repro model
 	$(BIN)/python scripts/pretrain_base.py --init models/init
 	$(BIN)/dvc commit --force base
