@@ -74,6 +74,9 @@ def workspace(tmp_path_factory) -> Path:
         params[stage].update(num_train_epochs=1, per_device_train_batch_size=4)
     params["sft"]["extra"] = {"logging_steps": 1}
     params["dpo"]["extra"] = {"logging_steps": 1}
+    # The demo default (on_policy) samples from the SFT model: a 1-epoch SFT of this random tiny model writes no
+    # parseable level to build pairs from; near_level needs none (on_policy is tested in test_pairs).
+    params["dpo"]["pair_strategy"] = "near_level"
     params["score"].update(max_new_tokens=12, batch_size=8)
     params["evaluate"]["bootstrap"] = 100
     (ws / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
