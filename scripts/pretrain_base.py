@@ -20,7 +20,9 @@ def main() -> None:
     ap.add_argument("--params", default="params.yaml")
     ap.add_argument("--init", default="models/init", help="the random-init checkpoint (the `model` stage)")
     ap.add_argument("--out", help="output checkpoint directory (default base.out_dir)")
-    ap.add_argument("--device", default="cpu", help="cpu (the committed base) or cuda (minutes on a GPU)")
+    ap.add_argument(
+        "--device", default="cpu", help="cpu (the committed base) or cuda (not bit-identical; README notebook row 24)"
+    )
     args = ap.parse_args()
     p = Params.load(args.params)
     if p.profile != "demo":

@@ -312,7 +312,8 @@ def pretrain(
     Phase 1 (`vision_steps` > 0): the vision tower alone regresses the measured statistics. Phase 2
     (`steps`): the language model learns the captions and the rule-of-thumb rating; the vision side is
     frozen after phase 1 (as in SFT), or, without phase 1, trained jointly with the statistics heads.
-    device "cuda" runs both phases on a GPU (minutes instead of ~20 min; not bit-identical to CPU)."""
+    device "cuda" runs both phases on a GPU (not bit-identical to CPU; measured only ~2.4x faster per
+    vision step on an H100, README notebook row 24)."""
     import torch
     from transformers import AutoModelForImageTextToText, AutoProcessor
 
@@ -367,6 +368,8 @@ def pretrain(
     aux_w = float(cfg["aux_weight"]) if joint else 0.0
     gen = torch.Generator().manual_seed(seed)
 
+    on_device = tuple(t.to(device) for t in targets)  # moved once, indexed per batch
+
     def batch_loss(idx: list[int]) -> tuple[Any, Any, tuple[Any, Any, Any]]:
         enc = processor(
             text=[texts[i] for i in idx], images=[images[i] for i in idx], return_tensors="pt", padding=True
@@ -376,7 +379,7 @@ def pretrain(
             labels[row, : prompt_lens[answers[i][0]]] = -100
         labels[enc["attention_mask"] == 0] = -100
         out = model(**enc, labels=labels)
-        aux, preds = heads(captured["tokens"].reshape(len(idx), -1, hidden), tuple(t[idx].to(device) for t in targets))
+        aux, preds = heads(captured["tokens"].reshape(len(idx), -1, hidden), tuple(t[idx] for t in on_device))
         return out.loss, aux, preds
 
     curve: list[dict[str, float]] = []
