@@ -2,8 +2,9 @@
 """DVC stage `dpo_data`: preference pairs (dpo.pair_strategy) and their statistics (pair_stats.json).
 
 near_level (the study's hard pairs) | far_level (wrong level >= dpo.far_min_gap away) | on_policy (k answers
-sampled from the SFT model: closest written level vs farthest) | cross_image (the image's own critique vs
-the critique of another image with close MOS, on the same single-image prompt).
+sampled from the SFT model: closest written level vs farthest) | gold_vs_policy (the gold critique vs the
+farthest of those samples: self-play, SPIN) | cross_image (the image's own critique vs the critique of
+another image with close MOS, on the same single-image prompt).
 """
 
 from collections import Counter
@@ -15,6 +16,7 @@ from aesthetic_llm.lf_data import (
     PAIR_STRATEGIES,
     cross_image_pairs,
     far_level_pairs,
+    gold_vs_policy_pairs,
     load_annotations,
     near_level_pairs,
     on_policy_pairs,
@@ -55,7 +57,8 @@ def build_pairs(p: Params, strategy: str, annotations: list[dict], out: Path) ->
             out / "on_policy_samples.jsonl",
             [{"image_id": i, "answers": [{"text": t, "level": lv} for t, lv in s]} for i, s in samples.items()],
         )
-        pairs = on_policy_pairs(annotations, samples, num_levels, dropped)
+        pair_fn = on_policy_pairs if strategy == "on_policy" else gold_vs_policy_pairs
+        pairs = pair_fn(annotations, samples, num_levels, dropped)
     return pairs, dropped
 
 

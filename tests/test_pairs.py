@@ -1,4 +1,4 @@
-"""DPO pair strategies (near_level, far_level, on_policy, cross_image), their statistics and the dpo_data script."""
+"""DPO pair strategies (near_level, far_level, on_policy, gold_vs_policy, cross_image), their statistics and the dpo_data script."""
 
 from __future__ import annotations
 
@@ -19,6 +19,7 @@ from aesthetic_llm.levels import parse_rating_level
 from aesthetic_llm.lf_data import (
     cross_image_pairs,
     far_level_pairs,
+    gold_vs_policy_pairs,
     on_policy_pairs,
     pair_stats,
 )
@@ -96,6 +97,25 @@ def test_on_policy_pairs_closest_vs_farthest_with_ties_and_unparseable_dropped()
     assert stats["pairs"] == 1 and stats["images_without_pairs"] == 3 and stats["chosen_error_mean"] == 0
 
 
+def test_gold_vs_policy_pairs_reject_the_farthest_sample_against_the_gold_critique():
+    anns = [{"image_id": f"i{k}", "path": f"{k}.png", "level": 6, "critique": f"gold {k}"} for k in range(4)]
+    samples = {
+        "i0": [("a Rating Level: 5", 5), ("b Rating Level: 2", 2), ("c Rating Level: 9", 9)],
+        "i1": [("a Rating Level: 6", 6), ("b Rating Level: 6", 6)],  # all right: nothing to correct
+        "i2": [("a Rating Level: 7", 7), ("b no level", None)],  # unparseable counts as the farthest
+        # i3 has no samples at all
+    }
+    dropped: Counter = Counter()
+    pairs = gold_vs_policy_pairs(anns, samples, 10, dropped)
+    assert [p["image_id"] for p in pairs] == ["i0", "i2"]
+    for p in pairs:
+        _check_record(p)
+        assert p["chosen"]["content"] == f"gold {p['image_id'][1]}" and p["chosen_error"] == 0
+    assert pairs[0]["rejected"]["content"] == "b Rating Level: 2" and pairs[0]["rejected_error"] == 4
+    assert pairs[1]["rejected"]["content"] == "b no level" and pairs[1]["rejected_error"] == 10
+    assert dropped == {"all_samples_right": 1, "no_samples": 1, "unparseable_rejected": 1}
+
+
 def test_cross_image_pairs_show_one_image_and_reject_a_close_mos_neighbours_critique():
     anns = _annotations()
     dropped: Counter = Counter()
@@ -160,6 +180,27 @@ def test_dpo_data_script_writes_dataset_and_pair_stats(tmp_path, strategy):
     assert sum(stats["level_gaps"].values()) == len(data) and info["aesthetic_dpo"]["ranking"] is True
     if strategy == "far_level":
         assert min(int(g) for g in stats["level_gaps"]) >= 4
+
+
+@pytest.mark.slow
+def test_gold_vs_policy_samples_from_the_sft_model(tmp_path, tiny_model_dir):
+    """The same sampling path for self-play pairs: the random tiny model's answers carry no level, so every
+    image gets a pair — its gold critique against one of its own (unparseable) samples."""
+    (tmp_path / "ann").mkdir()
+    anns = _annotations(tmp_path, n=3)
+    (tmp_path / "ann/train.jsonl").write_text("".join(json.dumps(a) + "\n" for a in anns))
+    (tmp_path / "sft_model").symlink_to(tiny_model_dir)
+    proc = _run_script(tmp_path, _params("gold_vs_policy", on_policy_samples=2, on_policy_max_new_tokens=6))
+    assert proc.returncode == 0, proc.stderr
+    pairs = json.loads((tmp_path / "dpo/aesthetic_dpo.json").read_text())
+    samples = {
+        json.loads(line)["image_id"]: json.loads(line)["answers"]
+        for line in (tmp_path / "dpo/on_policy_samples.jsonl").read_text().splitlines()
+    }
+    assert len(pairs) == 3
+    for p, a in zip(pairs, anns, strict=True):
+        assert p["chosen"]["content"] == a["critique"]
+        assert p["rejected"]["content"] in [x["text"] for x in samples[a["image_id"]]]
 
 
 def test_unknown_strategy_is_a_one_line_error(tmp_path):

@@ -72,7 +72,7 @@ def near_level_pairs(
     return out
 
 
-PAIR_STRATEGIES = ("near_level", "far_level", "on_policy", "cross_image")
+PAIR_STRATEGIES = ("near_level", "far_level", "on_policy", "gold_vs_policy", "cross_image")
 
 
 def _pair(a: dict[str, Any], num_levels: int, chosen: str, rejected: str, **extra: Any) -> dict[str, Any]:
@@ -141,6 +141,35 @@ def on_policy_pairs(
         out.append(
             _pair(a, num_levels, c_text, r_text, level_gap=abs(r_lv - c_lv), chosen_error=best, rejected_error=worst)
         )
+    return out
+
+
+def gold_vs_policy_pairs(
+    annotations: list[dict[str, Any]],
+    samples: dict[str, list[tuple[str, int | None]]],
+    num_levels: int,
+    dropped: Counter[str] | None = None,
+) -> list[dict[str, Any]]:
+    """Self-play pairs (SPIN, Chen et al. 2024): chosen = the image's gold critique (written for its true
+    level), rejected = the SFT model's own sampled answer that is farthest from the truth — an answer without
+    a parseable level counts as the farthest. Unlike on_policy, the chosen side (and the pref_ftx SFT term) is
+    never a wrong sample; an image all of whose samples already write the true level gives no pair."""
+    dropped = dropped if dropped is not None else Counter()
+    out = []
+    for a in annotations:
+        answers = samples.get(a["image_id"], [])
+        if not answers:
+            dropped["no_samples"] += 1
+            continue
+        level = int(a["level"])
+        errors = [num_levels if lv is None or not 1 <= lv <= num_levels else abs(lv - level) for _, lv in answers]
+        worst = max(errors)
+        if worst == 0:
+            dropped["all_samples_right"] += 1
+            continue
+        r_text, r_lv = answers[errors.index(worst)]
+        dropped["unparseable_rejected"] += r_lv is None
+        out.append(_pair(a, num_levels, a["critique"], r_text, level_gap=worst, chosen_error=0, rejected_error=worst))
     return out
 
 

@@ -6,6 +6,7 @@ import os
 from pathlib import Path
 
 from .errors import UserError
+from .lf_data import PAIR_STRATEGIES
 from .params import Params
 
 
@@ -38,7 +39,7 @@ def check(params: Params) -> list[str]:
             raise UserError(f"{p.source}: {stage}.config: {cfg} not found")
     p.num("dpo.beta", lo=0.0)
     p.str("dpo.loss", choices=("sigmoid", "hinge", "ipo", "kto_pair", "orpo", "simpo"))
-    p.str("dpo.pair_strategy", choices=("near_level", "far_level", "on_policy", "cross_image"))
+    p.str("dpo.pair_strategy", choices=PAIR_STRATEGIES)
     p.str("score.mode", choices=("cot", "direct"))
     p.int("score.batch_size", lo=1)
     p.int("score.max_new_tokens", lo=1)
