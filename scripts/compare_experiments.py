@@ -8,7 +8,7 @@ validation loss would have picked the same run as ranking by val SRCC.
 Reads `dvc exp show --json` (or --json FILE) for the experiments, their params and status, and each
 experiment's own reports/metrics.json from its git commit (`dvc exp show` drops list-valued metrics such as
 the bootstrap CIs). Writes a Markdown table with 95% CIs: SRCC's bootstrap CI from the evaluate stage,
-a Wilson interval for hard-pair accuracy.
+the evaluate stage's image-bootstrap CI for hard-pair accuracy (a Wilson interval for runs that predate it).
 """
 
 from __future__ import annotations
@@ -143,7 +143,8 @@ def collect(
                 "test_srcc_ci": _dig(m, "test.srcc_ci"),
                 "hard_pair_acc": hard.get("pair_acc"),
                 "hard_n_pairs": hard.get("n_pairs"),
-                "hard_pair_acc_ci": wilson(hard.get("pair_acc"), hard.get("n_pairs")),
+                # The evaluate stage's image-bootstrap CI; older runs only have the count (Wilson, too narrow).
+                "hard_pair_acc_ci": hard.get("pair_acc_ci") or wilson(hard.get("pair_acc"), hard.get("n_pairs")),
                 "train": {k: _dig(train, k) for k in TRAIN_KEYS} if (train := _train_metrics(rev, model)) else {},
             }
         )
@@ -179,8 +180,8 @@ def render(rows: list[dict[str, Any]], skipped: list[str], model: str) -> str:
         "# Alignment variants: DVC experiments compared",
         "",
         f"Model `{model}`, ranked by val SRCC (then hard-pair accuracy). SRCC: 95% bootstrap CI from the evaluate "
-        "stage; hard-pair accuracy: 95% Wilson interval over the hard pairs (pairs share images, so it is "
-        "optimistic). *Overlaps best*: whether the val-SRCC CI overlaps the top row's — where it does, the "
+        "stage; hard-pair accuracy: 95% image-bootstrap CI from the evaluate stage (runs that predate it: a Wilson "
+        "interval over the pairs, optimistic because pairs share images). *Overlaps best*: whether the val-SRCC CI overlaps the top row's — where it does, the "
         "ranking between them is not established by this data.",
         "",
     ]
@@ -221,8 +222,8 @@ def render_finetuning(by_model: dict[str, list[dict[str, Any]]], skipped: list[s
         "",
         "Each row is one DVC experiment (`make compare-finetuning`). Losses come from the run's train stage "
         "(`reports/train/<model>_metrics.json`: mean training loss, loss on the held-out `val` answers at the "
-        "end); SRCC with its 95% bootstrap CI from the evaluate stage; hard-pair accuracy with a Wilson "
-        "interval. A lower validation loss is not a better scorer: a related study's LoRA run won on "
+        "end); SRCC with its 95% bootstrap CI from the evaluate stage; hard-pair accuracy with its 95% CI. "
+        "A lower validation loss is not a better scorer: a related study's LoRA run won on "
         "validation loss and lost 18 points downstream, which is why checkpoints here are chosen on val SRCC.",
         "",
     ]

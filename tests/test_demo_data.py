@@ -69,8 +69,11 @@ def test_hard_set_and_pairs(prepared):
     test = {r["image_id"]: float(r["mos"]) for r in read_csv(manifest_path(out, "test"))}
     hard = read_csv(manifest_path(out, "hard"))
     assert {r["image_id"] for r in hard} == {i for i, m in test.items() if lo <= m <= hi}
-    for r in read_csv(out / "hard_pairs.csv"):
-        assert 0 < abs(test[r["image_a"]] - test[r["image_b"]]) <= 0.2 + 1e-9
+    max_delta = params.num("data.hard_pair_max_delta")
+    pairs = read_csv(out / "hard_pairs.csv")
+    assert pairs and max(float(r["delta"]) for r in pairs) > max_delta / 2  # the threshold is the param's
+    for r in pairs:
+        assert 0 < abs(test[r["image_a"]] - test[r["image_b"]]) <= max_delta + 1e-9
 
 
 def test_hard_pairs_brute_force():

@@ -5,9 +5,18 @@ import numpy as np
 import pytest
 from scipy import stats
 
+from aesthetic_llm.demo_data import hard_pairs
 from aesthetic_llm.errors import UserError
 from aesthetic_llm.evaluate import evaluate
-from aesthetic_llm.metrics import bootstrap_ci, krcc, pairwise_accuracy, plcc, srcc, summarise
+from aesthetic_llm.metrics import (
+    bootstrap_ci,
+    krcc,
+    pairwise_accuracy,
+    pairwise_accuracy_ci,
+    plcc,
+    srcc,
+    summarise,
+)
 
 from .conftest import ROOT
 
@@ -44,6 +53,56 @@ def test_pairwise_accuracy_counts_prediction_ties_half():
     assert pairwise_accuracy({"a": 1.0, "b": 2.0, "c": 3.0}, pairs, mos) == (1.0, 3)
     assert pairwise_accuracy({"a": 3.0, "b": 2.0, "c": 2.0}, pairs, mos) == (round(0.5 / 3, 4), 3)
     assert pairwise_accuracy({"a": 1.0}, pairs, mos) == (None, 0)
+
+
+def _close_pairs(n=120, noise=1.0, seed=3):
+    rng = np.random.default_rng(seed)
+    ids = [f"i{k}" for k in range(n)]
+    mos = dict(zip(ids, rng.uniform(1, 10, n), strict=True))
+    pred = {i: m + rng.normal(0, noise) for i, m in mos.items()}
+    return ids, mos, pred, hard_pairs(ids, [mos[i] for i in ids], 0.7)
+
+
+def test_pair_accuracy_ci_resamples_images_and_covers_the_estimate():
+    ids, mos, pred, pairs = _close_pairs()
+    acc, n = pairwise_accuracy(pred, pairs, mos)
+    ci = pairwise_accuracy_ci(pred, pairs, mos, n_boot=300, ci=0.95, seed=0)
+    assert n > 100 and ci[0] < acc < ci[1]
+    assert ci == pairwise_accuracy_ci(pred, pairs, mos, n_boot=300, ci=0.95, seed=0)
+    # Perfect predictions: every resample is all hits.
+    assert pairwise_accuracy_ci(mos, pairs, mos, n_boot=50, ci=0.95, seed=0) == [1.0, 1.0]
+    # Random predictions: the interval covers chance.
+    rng = np.random.default_rng(9)
+    noise = {i: float(rng.normal()) for i in ids}
+    lo, hi = pairwise_accuracy_ci(noise, pairs, mos, n_boot=300, ci=0.95, seed=0)
+    assert lo < 0.5 < hi
+
+
+def test_paired_pair_accuracy_difference():
+    ids, mos, good, pairs = _close_pairs(noise=0.3)
+    _, _, bad, _ = _close_pairs(noise=3.0, seed=4)
+    assert pairwise_accuracy_ci(good, pairs, mos, n_boot=100, ci=0.95, seed=0, other_by_id=good) == [0.0, 0.0]
+    lo, hi = pairwise_accuracy_ci(good, pairs, mos, n_boot=300, ci=0.95, seed=0, other_by_id=bad)
+    assert 0 < lo < hi  # the sharper model wins on the same pairs
+    missing = {k: v for k, v in bad.items() if k != pairs[0][0]}
+    assert pairwise_accuracy_ci(good, pairs, mos, n_boot=50, ci=0.95, seed=0, other_by_id=missing) is None
+
+
+def test_evaluate_reports_hard_pair_difference_to_the_stage_before(tmp_path):
+    ids, mos, _, pairs = _close_pairs()
+    rng = np.random.default_rng(5)
+    rows = ["image_id,model,split,pred,mos"]
+    for model, noise in (("zero_shot", 6.0), ("sft", 2.0), ("dpo", 0.3)):
+        for i in ids:
+            pred = mos[i] + rng.normal(0, noise)
+            rows += [f"{i},{model},test,{pred:.4f},{mos[i]:.4f}", f"{i},{model},hard,{pred:.4f},{mos[i]:.4f}"]
+    p = _write(tmp_path / "p.csv", "\n".join(rows) + "\n")
+    pp = _write(tmp_path / "pairs.csv", "image_a,image_b,delta\n" + "".join(f"{a},{b},{d}\n" for a, b, d in pairs))
+    hard = {m: e["hard"] for m, e in evaluate(p, pp, n_boot=200, seed=0)["models"].items()}
+    assert "pair_acc_diff_vs_sft" not in hard["sft"] and "pair_acc_diff_vs_zero_shot" in hard["sft"]
+    d = hard["dpo"]
+    assert d["pair_acc_diff_vs_sft"] == round(d["pair_acc"] - hard["sft"]["pair_acc"], 4)
+    assert d["pair_acc_diff_vs_sft_ci"][0] > 0 and d["pair_acc_ci"][0] > hard["sft"]["pair_acc_ci"][0]
 
 
 def _write(path, text):
@@ -124,3 +183,18 @@ def test_plcc_logistic_cannot_reward_a_backwards_ranking():
     backwards = -mos + rng.normal(0, 1, 200)
     assert plcc(backwards, mos) < -0.8
     assert plcc_logistic(backwards, mos) is None or plcc_logistic(backwards, mos) < 0.1
+
+
+def test_results_table_shows_hard_pair_ci_and_difference_to_the_stage_before():
+    from aesthetic_llm.report import results_table
+
+    hard = {"n": 10, "pair_acc": 0.6, "n_pairs": 40, "pair_acc_ci": [0.5, 0.7]}
+    metrics = {
+        "models": {
+            "sft": {"hard": hard},
+            "dpo": {"hard": dict(hard, pair_acc_diff_vs_sft=0.05, pair_acc_diff_vs_sft_ci=[-0.01, 0.11])},
+        }
+    }
+    rows = {line.split(" | ")[0].strip("| "): line for line in results_table(metrics).splitlines()[2:]}
+    assert "0.600 [0.50, 0.70] (n=40)" in rows["sft"] and "vs" not in rows["sft"]
+    assert "0.050 [-0.01, 0.11] vs sft" in rows["dpo"]

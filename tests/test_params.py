@@ -20,6 +20,7 @@ def test_paper_overlay_overrides_only_what_it_names(repo_params):
     paper = Params(repo_params, profile="paper")
     assert paper.str("model.name_or_path") == "Qwen/Qwen2-VL-7B-Instruct"
     assert paper.str("sft.finetuning_type") == "lora"
+    assert paper.num("data.hard_pair_max_delta") == 0.2 < demo.num("data.hard_pair_max_delta")  # AVA vs 1-10 uniform
     assert paper.num("dpo.beta") == demo.num("dpo.beta")  # not overridden
     assert paper.str("sft.output_dir") == demo.str("sft.output_dir")
 

@@ -11,9 +11,12 @@ import numpy as np
 
 from .errors import UserError
 from .io_utils import read_csv
-from .metrics import pairwise_accuracy, srcc, summarise
+from .metrics import pairwise_accuracy, pairwise_accuracy_ci, srcc, summarise
 
 REQUIRED = ("image_id", "model", "split", "pred", "mos")
+# The stage each model continues from: its hard-pair accuracy is also reported as a paired difference to it
+# (the study's claim is DPO over SFT on hard pairs, SFT over zero-shot).
+STAGE_BEFORE = {"sft": "zero_shot", "dpo": "sft"}
 
 
 def _float(value: str, path: Path, lineno: int, column: str) -> float:
@@ -80,6 +83,41 @@ def paired_bootstrap_p(a: dict[str, Any], b: dict[str, Any], n_boot: int, seed: 
     return round(float(min(1.0, 2 * min((d <= 0).mean(), (d >= 0).mean()))), 4)
 
 
+def _pair_metrics(
+    groups: dict[tuple[str, str], dict[str, Any]],
+    model: str,
+    g: dict[str, Any],
+    pairs: list[tuple[str, str, float]],
+    n_boot: int,
+    ci: float,
+    seed: int,
+) -> dict[str, Any]:
+    """Hard-pair accuracy with an image-bootstrap CI, and its paired difference to the stage before."""
+
+    def by_id(grp: dict[str, Any], key: str) -> dict[str, float]:
+        return dict(zip(grp["ids"], grp[key], strict=True))
+
+    # Hard pairs are drawn from the whole test split (close MOS, not only the hard band).
+    src = groups.get((model, "test"), g)
+    pred, mos = by_id(src, "pred"), by_id(src, "mos")
+    acc, n_pairs = pairwise_accuracy(pred, pairs, mos)
+    out: dict[str, Any] = {
+        "pair_acc": acc,
+        "n_pairs": n_pairs,
+        "pair_acc_ci": pairwise_accuracy_ci(pred, pairs, mos, n_boot=n_boot, ci=ci, seed=seed + 2),
+    }
+    before = STAGE_BEFORE.get(model)
+    if before and (before, "test") in groups and acc is not None:
+        other = by_id(groups[(before, "test")], "pred")
+        other_acc, _ = pairwise_accuracy(other, pairs, mos)
+        if other_acc is not None:
+            out[f"pair_acc_diff_vs_{before}"] = round(acc - other_acc, 4)
+            out[f"pair_acc_diff_vs_{before}_ci"] = pairwise_accuracy_ci(
+                pred, pairs, mos, n_boot=n_boot, ci=ci, seed=seed + 3, other_by_id=other
+            )
+    return out
+
+
 def evaluate(
     predictions: Path,
     pairs_path: Path | None,
@@ -105,12 +143,7 @@ def evaluate(
             g["pred"], g["mos"], n_boot=n_boot, ci=ci, seed=seed, threshold=threshold, text_level_mos=text_mos
         )
         if split == "hard" and pairs:
-            # Hard pairs are drawn from the whole test split (close MOS, not only the hard band).
-            src = groups.get((model, "test"), g)
-            acc, n_pairs = pairwise_accuracy(
-                dict(zip(src["ids"], src["pred"], strict=True)), pairs, dict(zip(src["ids"], src["mos"], strict=True))
-            )
-            m["pair_acc"], m["n_pairs"] = acc, n_pairs
+            m.update(_pair_metrics(groups, model, g, pairs, n_boot, ci, seed))
         if model != baseline and (baseline, split) in groups:
             m[f"p_vs_{baseline}"] = paired_bootstrap_p(g, groups[(baseline, split)], n_boot, seed)
         models.setdefault(model, {})[split] = m

@@ -102,6 +102,58 @@ def pairwise_accuracy(
     return (round(hits / n, 4) if n else None), n
 
 
+def _pair_hits(
+    pred_by_id: dict[str, float], pairs: Sequence[tuple[str, str, float]], mos_by_id: dict[str, float]
+) -> tuple[list[str], np.ndarray, np.ndarray, np.ndarray]:
+    """(image ids, pair → index of a, of b, hit in {0, 0.5, 1}) over the pairs both images of which are scored."""
+    ids: dict[str, int] = {}
+    ia, ib, hits = [], [], []
+    for a, b, _ in pairs:
+        if a not in pred_by_id or b not in pred_by_id or mos_by_id[a] == mos_by_id[b]:
+            continue
+        dm, dp = mos_by_id[a] - mos_by_id[b], pred_by_id[a] - pred_by_id[b]
+        ia.append(ids.setdefault(a, len(ids)))
+        ib.append(ids.setdefault(b, len(ids)))
+        hits.append(0.5 if dp == 0 else float((dp > 0) == (dm > 0)))
+    return list(ids), np.asarray(ia, dtype=int), np.asarray(ib, dtype=int), np.asarray(hits, dtype=float)
+
+
+def pairwise_accuracy_ci(
+    pred_by_id: dict[str, float],
+    pairs: Sequence[tuple[str, str, float]],
+    mos_by_id: dict[str, float],
+    *,
+    n_boot: int,
+    ci: float,
+    seed: int,
+    other_by_id: dict[str, float] | None = None,
+) -> list[float] | None:
+    """Bootstrap CI of pairwise accuracy (or, with `other_by_id`, of accuracy minus the other model's on the
+    same pairs), resampling images, not pairs: pairs share images, so a per-pair interval is too narrow.
+    A resampled image drawn k times weighs its pairs k-fold (pair weight = count_a × count_b)."""
+    if n_boot <= 0:
+        return None
+    ids, ia, ib, hits = _pair_hits(pred_by_id, pairs, mos_by_id)
+    if other_by_id is not None:
+        oids, oa, ob, ohits = _pair_hits(other_by_id, pairs, mos_by_id)
+        if (oids, oa.tolist(), ob.tolist()) != (ids, ia.tolist(), ib.tolist()):
+            return None  # the two models did not score the same images: no paired difference
+        hits = hits - ohits
+    if len(hits) < MIN_ROWS:
+        return None
+    rng = np.random.default_rng(seed)
+    vals = []
+    for _ in range(n_boot):
+        counts = np.bincount(rng.integers(0, len(ids), size=len(ids)), minlength=len(ids))
+        w = counts[ia] * counts[ib]
+        if w.sum() > 0:
+            vals.append(float((w * hits).sum() / w.sum()))
+    if len(vals) < n_boot // 2:
+        return None
+    alpha = (1 - ci) / 2
+    return [round(float(np.quantile(vals, alpha)), 4), round(float(np.quantile(vals, 1 - alpha)), 4)]
+
+
 def summarise(
     pred: np.ndarray,
     mos: np.ndarray,

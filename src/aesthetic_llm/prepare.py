@@ -117,6 +117,7 @@ def finish_splits(
         "counts": {s: len(r) for s, r in rows_by_split.items()},
         "hard_band": [lo, hi],
         "hard_pairs": len(pairs),
+        "hard_pair_max_delta": max_delta,
         "mos_histogram": {
             s: np.histogram([float(r["mos"]) for r in rows], bins=9, range=(1, 10))[0].tolist()
             for s, rows in rows_by_split.items()

@@ -47,8 +47,8 @@ def results_table(metrics: dict[str, Any]) -> str:
     lines = [
         "| model | "
         + " | ".join(f"{s} SRCC [95% CI]" for s in SPLITS[:3])
-        + " | hard pair acc | test PLCC | test bias |",
-        "|---" * 7 + "|",
+        + " | hard pair acc [95% CI] | Δ vs stage before [95% CI] | test PLCC | test bias |",
+        "|---" * 8 + "|",
     ]
     for m in models:
         ms = metrics["models"][m]
@@ -58,9 +58,13 @@ def results_table(metrics: dict[str, Any]) -> str:
             sig = " *" if (e.get("p_vs_zero_shot") is not None and e["p_vs_zero_shot"] < 0.05) else ""
             cells.append(_fmt(e.get("srcc"), e.get("srcc_ci")) + sig)
         hard, test = ms.get("hard", {}), ms.get("test", {})
+        diff = next((k for k in hard if k.startswith("pair_acc_diff_vs_") and not k.endswith("_ci")), None)
+        delta = (
+            f"{_fmt(hard[diff], hard.get(diff + '_ci'))} vs {diff.removeprefix('pair_acc_diff_vs_')}" if diff else ""
+        )
         lines.append(
-            f"| {m} | " + " | ".join(cells) + f" | {_fmt(hard.get('pair_acc'))} (n={hard.get('n_pairs', 0)})"
-            f" | {_fmt(test.get('plcc'))} | {_fmt(test.get('mean_bias'))} |"
+            f"| {m} | " + " | ".join(cells) + f" | {_fmt(hard.get('pair_acc'), hard.get('pair_acc_ci'))}"
+            f" (n={hard.get('n_pairs', 0)}) | {delta} | {_fmt(test.get('plcc'))} | {_fmt(test.get('mean_bias'))} |"
         )
     return "\n".join(lines)
 
@@ -395,7 +399,7 @@ def build_report(
             "## Data",
             "",
             f"Counts per split: {json.dumps(stats.get('counts'))}; hard band {stats.get('hard_band')}, "
-            f"{stats.get('hard_pairs')} hard pairs; splits disjoint by source photo: {json.dumps(stats.get('sources'))}.",
+            f"{stats.get('hard_pairs')} hard pairs (0 < |ΔMOS| ≤ {stats.get('hard_pair_max_delta', 'n/a')}); splits disjoint by source photo: {json.dumps(stats.get('sources'))}.",
         ]
     parts += [
         "",
