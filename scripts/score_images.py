@@ -13,6 +13,7 @@ from pathlib import Path
 
 from aesthetic_llm.errors import UserError, cli_entry
 from aesthetic_llm.io_utils import write_csv
+from aesthetic_llm.levels import SCORE_MODES
 from aesthetic_llm.scorer import Scorer, expand_paths
 
 
@@ -21,7 +22,8 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("inputs", nargs="+", help="image files and/or folders")
     ap.add_argument("--model", required=True, help="checkpoint dir, LoRA adapter dir or hub id")
-    ap.add_argument("--mode", choices=("cot", "direct"), default="cot")
+    ap.add_argument("--mode", choices=SCORE_MODES, default="cot")
+    ap.add_argument("--samples", type=int, default=8, help="cot_sampled: critiques sampled per image")
     ap.add_argument("--critique", action="store_true", help="also output the analysis the model writes (cot)")
     ap.add_argument("--csv", type=Path, help="write path,score,level[,critique] to this CSV")
     ap.add_argument("--batch-size", type=int, default=8)
@@ -31,6 +33,8 @@ def main() -> None:
     paths = expand_paths(args.inputs)
     if not paths:
         raise UserError(f"no image files found in {' '.join(args.inputs)}")
+    if args.samples < 1:
+        raise UserError(f"--samples {args.samples}: expected at least 1")
     if not (Path(args.model).exists() or "/" in args.model):
         raise UserError(f"--model {args.model}: no such checkpoint directory")
     scorer = Scorer(
@@ -39,6 +43,7 @@ def main() -> None:
         mode=args.mode,
         max_new_tokens=args.max_new_tokens,
         batch_size=args.batch_size,
+        samples=args.samples,
     )
     results = scorer.score(paths, critique=args.critique, progress=len(paths) > args.batch_size)
     for path, why in scorer.skipped:

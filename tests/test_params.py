@@ -36,7 +36,7 @@ def test_paper_profile_without_data_is_a_clear_error(repo_params):
         (("dpo", "beta"), "abc", r"dpo\.beta: expected a number, got 'abc'"),
         (("dpo", "beta"), "nan", r"dpo\.beta: expected a number, got 'nan'"),
         (("sft", "per_device_train_batch_size"), 0, r"per_device_train_batch_size: expected an integer >= 1"),
-        (("score", "mode"), "fast", r"score\.mode: expected one of cot, direct"),
+        (("score", "mode"), "fast", r"score\.mode: expected one of cot, cot_sampled, direct"),
         (("data", "hard_band"), [7, 4], r"data\.hard_band"),
     ],
 )

@@ -79,3 +79,25 @@ def test_cli_with_nothing_readable_fails_in_one_line(tmp_path, tiny_model_dir):
     )
     assert proc.returncode == 2
     assert proc.stderr.strip().splitlines()[-1] == "error: none of the 1 input file(s) could be read"
+
+
+def test_cli_cot_sampled_and_a_bad_sample_count(tmp_path, tiny_model_dir):
+    folder = _photos(tmp_path / "shots")
+    base = [
+        sys.executable,
+        str(ROOT / "scripts/score_images.py"),
+        "--model",
+        str(tiny_model_dir),
+        str(folder / "p0.png"),
+    ]
+    ok = subprocess.run(
+        base + ["--mode", "cot_sampled", "--samples", "2", "--max-new-tokens", "4", "--critique"],
+        capture_output=True,
+        text=True,
+        cwd=ROOT,
+    )
+    assert ok.returncode == 0, ok.stderr[-2000:]
+    path, score, *_ = ok.stdout.strip().split("\t")
+    assert path.endswith("p0.png") and 1.0 <= float(score) <= 10.0
+    bad = subprocess.run(base + ["--mode", "cot_sampled", "--samples", "0"], capture_output=True, text=True, cwd=ROOT)
+    assert bad.returncode == 2 and bad.stderr.strip().splitlines()[-1] == "error: --samples 0: expected at least 1"

@@ -97,6 +97,33 @@ def test_predictions_are_distributions_and_weighted_scores(scorer):
     assert direct[0].text == "Rating Level:" and direct[0].text_level is None
 
 
+def test_cot_sampled_averages_the_level_distributions_of_k_sampled_critiques(scorer):
+    images = _images(2)
+    torch.manual_seed(0)
+    preds = scorer.predict(images, mode="cot_sampled", max_new_tokens=8, samples=3)
+    torch.manual_seed(0)  # the same draws, replayed by hand
+    generated = scorer.generate(images, 8, samples=3)
+    assert len(generated) == 6
+    probs = torch.softmax(
+        scorer.label_logprobs([im for im in images for _ in range(3)], [scorer.rating_prefix(g) for g in generated]), -1
+    )
+    for i, p in enumerate(preds):
+        mean = probs[3 * i : 3 * i + 3].mean(dim=0)
+        assert torch.allclose(torch.tensor(p.probs), mean, atol=1e-5)
+        assert abs(p.score - sum(pr * (j + 1) for j, pr in enumerate(p.probs))) < 1e-3
+    # One sample is the sampled analogue of cot; its distribution is that sample's.
+    torch.manual_seed(1)
+    one = scorer.predict(images[:1], mode="cot_sampled", max_new_tokens=8, samples=1)[0]
+    torch.manual_seed(1)
+    g = scorer.generate(images[:1], 8, samples=1)
+    lp = scorer.label_logprobs(images[:1], [scorer.rating_prefix(g[0])])
+    assert torch.allclose(torch.tensor(one.probs), torch.softmax(lp, -1)[0], atol=1e-5)
+    with pytest.raises(ValueError, match="at least 1 sample"):
+        scorer.predict(images[:1], mode="cot_sampled", samples=0)
+    with pytest.raises(ValueError, match="cot \\| cot_sampled \\| direct"):
+        scorer.predict(images[:1], mode="beam")
+
+
 def test_rating_prefix_cuts_or_appends():
     assert LevelScorer.rating_prefix("Analysis: ok. Rating Level: 7") == "Analysis: ok. Rating Level:"
     assert LevelScorer.rating_prefix("Analysis: ok.") == "Analysis: ok. Rating Level:"

@@ -7,6 +7,8 @@ import re
 
 MOS_MIN, MOS_MAX = 1.0, 10.0
 _RATING_RE = re.compile(r"Rating Level:\s*(\d+)")
+# How the level distribution is read (scoring.LevelScorer.predict): greedy critique, k sampled critiques, none.
+SCORE_MODES = ("cot", "cot_sampled", "direct")
 
 
 def level_labels(num_levels: int) -> list[str]:

@@ -12,7 +12,7 @@ from PIL import Image
 
 from .errors import UserError
 from .io_utils import read_csv, write_csv
-from .levels import level_to_mos
+from .levels import SCORE_MODES, level_to_mos
 from .manifest import manifest_path
 from .params import Params
 
@@ -24,12 +24,12 @@ class ModelRow:
     name: str
     path: str
     scheme: str  # levels | qalign5
-    mode: str  # cot | direct
+    mode: str  # cot | cot_sampled | direct
 
 
 def model_table(params: Params) -> list[ModelRow]:
     """The study's rows (base zero-shot, SFT, DPO), the no-CoT ablation, and Q-Align's method on chosen models."""
-    mode = params.str("score.mode", choices=("cot", "direct"))
+    mode = params.str("score.mode", choices=SCORE_MODES)
     paths = {
         "zero_shot": params.str("model.name_or_path"),
         "qalign_style": params.str("qalign_style.output_dir"),
@@ -63,7 +63,10 @@ def score_all(params: Params, out: Path) -> dict[str, Any]:
     from .scoring import LevelScorer, scheme_by_name
 
     num_levels = params.int("levels.num_levels", lo=2)
-    mode = params.str("score.mode", choices=("cot", "direct"))
+    import torch
+
+    mode = params.str("score.mode", choices=SCORE_MODES)
+    samples = params.int("score.samples", 8, lo=1)  # cot_sampled only
     max_new = params.int("score.max_new_tokens", lo=1)
     batch = params.int("score.batch_size", lo=1)
     data_dir = Path(params.str("data.out_dir"))
@@ -76,13 +79,14 @@ def score_all(params: Params, out: Path) -> dict[str, Any]:
         if not Path(path).exists() and params.profile == "demo":
             raise UserError(f"model {name}: {path} not found (run its stage first: dvc repro)")
         scorer = LevelScorer(path, num_levels, scheme=scheme_by_name(row.scheme, num_levels))
+        torch.manual_seed(params.int("seed"))  # cot_sampled: each model's samples reproducible on their own
         t0 = time.perf_counter()
         for split in splits:
             src = manifest_path(data_dir, split)
             manifest = read_csv(src, required=("image_id", "path", "mos"))
             for start in range(0, len(manifest), batch):
                 chunk = manifest[start : start + batch]
-                preds = scorer.predict(load_images(chunk, src), mode=row.mode, max_new_tokens=max_new)
+                preds = scorer.predict(load_images(chunk, src), row.mode, max_new, samples)
                 for r, p in zip(chunk, preds, strict=True):
                     rec = {
                         "image_id": r["image_id"],

@@ -6,6 +6,7 @@ import os
 from pathlib import Path
 
 from .errors import UserError
+from .levels import SCORE_MODES
 from .lf_data import PAIR_STRATEGIES
 from .params import Params
 
@@ -40,7 +41,8 @@ def check(params: Params) -> list[str]:
     p.num("dpo.beta", lo=0.0)
     p.str("dpo.loss", choices=("sigmoid", "hinge", "ipo", "kto_pair", "orpo", "simpo"))
     p.str("dpo.pair_strategy", choices=PAIR_STRATEGIES)
-    p.str("score.mode", choices=("cot", "direct"))
+    p.str("score.mode", choices=SCORE_MODES)
+    p.int("score.samples", 8, lo=1)
     p.int("score.batch_size", lo=1)
     p.int("score.max_new_tokens", lo=1)
     p.int("evaluate.bootstrap", lo=0)

@@ -59,11 +59,13 @@ class Scorer:
         max_new_tokens: int = 96,
         batch_size: int = 8,
         device: str | None = None,
+        samples: int = 8,
     ) -> None:
+        """mode: cot | cot_sampled (`samples` critiques per image, their level distributions averaged) | direct."""
         from .scoring import LevelScorer
 
         self.level_scorer = LevelScorer(model_path, num_levels=num_levels, device=device)
-        self.mode, self.max_new_tokens, self.batch_size = mode, max_new_tokens, batch_size
+        self.mode, self.max_new_tokens, self.batch_size, self.samples = mode, max_new_tokens, batch_size, samples
         self.skipped: list[tuple[str, str]] = []
 
     def __call__(self, images: Sequence[str | Path | Image.Image]) -> list[float]:
@@ -95,9 +97,9 @@ class Scorer:
         for start in batches:
             chunk = items[start : start + self.batch_size]
             preds = self.level_scorer.predict(
-                [im for _, im in chunk], mode=self.mode, max_new_tokens=self.max_new_tokens
+                [im for _, im in chunk], mode=self.mode, max_new_tokens=self.max_new_tokens, samples=self.samples
             )
             for (name, _), p in zip(chunk, preds, strict=True):
-                text = p.text.removesuffix("Rating Level:").strip() if critique and self.mode == "cot" else None
+                text = p.text.removesuffix("Rating Level:").strip() if critique and self.mode != "direct" else None
                 out.append(ImageScore(name, round(p.score, 4), p.text_level, text))
         return out

@@ -6,8 +6,11 @@ sequences, each followed by the end-of-turn token: with Qwen's digit-by-digit to
 over the prompt (image included) fills a KV cache; one more batched pass scores every label of every
 image from that cache. Score = Σ_l p(l) · centre(l) on the MOS scale.
 
-Modes: `direct` (the answer starts with "Rating Level:") and `cot` (greedy analysis first, then the
-distribution at "Rating Level:"). The level the model writes in text is recorded as well.
+Modes: `direct` (the answer starts with "Rating Level:"), `cot` (greedy analysis first, then the
+distribution at "Rating Level:") and `cot_sampled` (k analyses sampled at temperature 1; the level
+distributions after each are averaged: a Monte Carlo estimate of p(level | image) with the critique
+marginalised out, where greedy decoding reads one critique's near one-hot distribution). The level the
+model writes in text is recorded as well (cot_sampled: the most frequent written level).
 """
 
 from __future__ import annotations
@@ -19,7 +22,7 @@ from pathlib import Path
 import torch
 from PIL import Image
 
-from .levels import level_labels, level_to_mos, parse_rating_level
+from .levels import SCORE_MODES, level_labels, level_to_mos, parse_rating_level
 from .prompts import RATING_PREFIX, score_instruction
 
 END_OF_TURN = "<|im_end|>"
@@ -139,10 +142,14 @@ class LevelScorer:
 
     # -- generation (cot) -------------------------------------------------------------------------
     @torch.no_grad()
-    def generate(self, images: Sequence[Image.Image], max_new_tokens: int) -> list[str]:
+    def generate(self, images: Sequence[Image.Image], max_new_tokens: int, samples: int = 0) -> list[str]:
+        """Greedy answers (samples=0), or `samples` answers per image sampled at temperature 1, grouped by image."""
         prompt = self.prompt()
         inputs = self._inputs([prompt] * len(images), images)
-        out = self.model.generate(**inputs, max_new_tokens=max_new_tokens, do_sample=False)
+        sampling = {"do_sample": True, "temperature": 1.0, "top_p": 1.0, "top_k": 0, "num_return_sequences": samples}
+        out = self.model.generate(
+            **inputs, max_new_tokens=max_new_tokens, **(sampling if samples else {"do_sample": False})
+        )
         new = out[:, inputs["input_ids"].shape[1] :]
         return self.tokenizer.batch_decode(new, skip_special_tokens=True)
 
@@ -197,10 +204,12 @@ class LevelScorer:
         return (first_lp + rest.sum(dim=1)).view(n_img, n_lab).cpu()
 
     def predict(
-        self, images: Sequence[Image.Image], mode: str = "cot", max_new_tokens: int = 96
+        self, images: Sequence[Image.Image], mode: str = "cot", max_new_tokens: int = 96, samples: int = 8
     ) -> list[LevelPrediction]:
-        if mode == "cot" and not self.scheme.cot:
+        if mode != "direct" and not self.scheme.cot:
             raise ValueError(f"scheme {self.scheme.name} has no cot mode (use direct)")
+        if mode == "cot_sampled":
+            return self._predict_sampled(images, max_new_tokens, samples)
         if mode == "cot":
             generated = self.generate(images, max_new_tokens)
             prefixes = [self.rating_prefix(g) for g in generated]
@@ -209,10 +218,31 @@ class LevelScorer:
             prefixes = [self.scheme.answer_prefix] * len(images)
             text_levels = [None] * len(images)
         else:
-            raise ValueError(f"unknown scoring mode {mode!r} (cot | direct)")
+            raise ValueError(f"unknown scoring mode {mode!r} ({' | '.join(SCORE_MODES)})")
         probs = torch.softmax(self.label_logprobs(images, prefixes), dim=-1)
         scores = probs @ self.centres
         return [
             LevelPrediction(float(s), [round(float(x), 6) for x in p], tl, t)
             for s, p, tl, t in zip(scores, probs, text_levels, prefixes, strict=True)
         ]
+
+    def _predict_sampled(self, images: Sequence[Image.Image], max_new_tokens: int, k: int) -> list[LevelPrediction]:
+        """cot_sampled: the mean of the level distributions after k sampled analyses per image."""
+        from collections import Counter
+
+        if k < 1:
+            raise ValueError(f"cot_sampled needs at least 1 sample per image, got {k}")
+        generated = self.generate(images, max_new_tokens, samples=k)
+        repeated = [im for im in images for _ in range(k)]
+        probs = torch.softmax(self.label_logprobs(repeated, [self.rating_prefix(g) for g in generated]), dim=-1)
+        probs = probs.view(len(images), k, -1).mean(dim=1)
+        scores = probs @ self.centres
+        out = []
+        for i, (s, p) in enumerate(zip(scores, probs, strict=True)):
+            answers = generated[i * k : (i + 1) * k]
+            written = [lv for lv in (parse_rating_level(g, self.num_levels) for g in answers) if lv is not None]
+            level = Counter(written).most_common(1)[0][0] if written else None
+            out.append(
+                LevelPrediction(float(s), [round(float(x), 6) for x in p], level, self.rating_prefix(answers[0]))
+            )
+        return out

@@ -18,6 +18,7 @@ import yaml
 
 from .errors import UserError
 from .io_utils import atomic_write_text, read_json, write_csv, write_json
+from .levels import SCORE_MODES
 from .params import Params
 from .selection import drop_checkpoints, promote, select_checkpoint
 
@@ -220,7 +221,9 @@ def train_stage(
     train_dir = Path(overrides["output_dir"])
     summary = export_log(train_dir, reports_dir / f"{name}_log.csv")
     if params.bool(f"{stage}.select_checkpoint", False):
-        mode = score_mode or params.str("score.mode", choices=("cot", "direct"))
+        mode = score_mode or params.str("score.mode", choices=SCORE_MODES)
+        # cot_sampled scores greedily here: k-fold cheaper, and selection only ranks one run's checkpoints.
+        mode = "cot" if mode == "cot_sampled" else mode
         summary.update(choose_checkpoint(params, name, train_dir, summary, reports_dir, mode))
     drop_checkpoints(train_dir)
     if overrides["finetuning_type"] == "lora":
