@@ -136,6 +136,18 @@ def test_second_repro_is_a_no_op(workspace, first_run):
     assert _ran(out) == set()
 
 
+def test_rescore_with_cot_sampled_leaves_the_pipeline_untouched(workspace, first_run):
+    args = ["--set", "score.mode=cot_sampled", "--set", "score.samples=2", "--out-dir", "rescored"]
+    _run(["python", "scripts/rescore.py", *args], workspace)
+    used = yaml.safe_load((workspace / "rescored/params.yaml").read_text())
+    assert used["score"]["mode"] == "cot_sampled" and used["score"]["samples"] == 2
+    metrics = json.loads((workspace / "rescored/metrics.json").read_text())
+    assert set(metrics["models"]) == MODELS and metrics["models"]["sft"]["hard"]["n_pairs"] > 0
+    with (workspace / "rescored/predictions.csv").open() as a, (workspace / "reports/predictions.csv").open() as b:
+        assert len(list(csv.DictReader(a))) == len(list(csv.DictReader(b)))
+    assert _ran(_run(["dvc", "repro"], workspace).stdout) == set()
+
+
 def test_changing_dpo_beta_reruns_only_dpo_and_downstream(workspace, first_run):
     params = yaml.safe_load((workspace / "params.yaml").read_text())
     params["dpo"]["beta"] = 0.2

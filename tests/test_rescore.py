@@ -1,0 +1,41 @@
+"""scripts/rescore.py: scoring params applied to the active profile, and its one-line errors."""
+
+import importlib.util
+import subprocess
+import sys
+
+import pytest
+
+from aesthetic_llm.errors import UserError
+
+from .conftest import ROOT
+
+spec = importlib.util.spec_from_file_location("rescore", ROOT / "scripts/rescore.py")
+rescore = importlib.util.module_from_spec(spec)
+spec.loader.exec_module(rescore)
+
+
+def test_overrides_go_to_the_active_profile():
+    demo = rescore.with_overrides(
+        {"profile": "demo", "score": {"mode": "cot"}}, ["score.mode=cot_sampled", "score.samples=4"]
+    )
+    assert demo["score"] == {"mode": "cot_sampled", "samples": 4}
+    paper = rescore.with_overrides({"profile": "paper", "score": {"mode": "cot"}}, ["score.samples=4"])
+    assert paper["score"] == {"mode": "cot"} and paper["profiles"]["paper"]["score"] == {"samples": 4}
+    with pytest.raises(UserError, match="expected key.path=value"):
+        rescore.with_overrides({}, ["score.samples"])
+    with pytest.raises(UserError, match="mode is not a section"):
+        rescore.with_overrides({"score": {"mode": "cot"}}, ["score.mode.x=1"])
+
+
+def test_bad_params_file_fails_before_writing(tmp_path):
+    bad = tmp_path / "params.yaml"
+    bad.write_text("seed: [1,\n")
+    proc = subprocess.run(
+        [sys.executable, str(ROOT / "scripts/rescore.py"), "--params", str(bad), "--out-dir", str(tmp_path / "out")],
+        capture_output=True,
+        text=True,
+        cwd=ROOT,
+    )
+    assert proc.returncode == 2 and "invalid YAML" in proc.stderr.strip().splitlines()[-1]
+    assert not (tmp_path / "out").exists()
