@@ -9,7 +9,7 @@ import argparse
 from pathlib import Path
 
 from aesthetic_llm.errors import cli_entry
-from aesthetic_llm.evaluate import evaluate
+from aesthetic_llm.evaluate import evaluate_with_params
 from aesthetic_llm.io_utils import write_json
 from aesthetic_llm.params import Params
 
@@ -26,15 +26,11 @@ def main() -> None:
     ap.add_argument("--out", type=Path, default=Path("reports/metrics.json"))
     args = ap.parse_args()
     p = Params.load(args.params)
-    metrics = evaluate(
+    metrics = evaluate_with_params(
+        p,
         args.predictions or Path(p.str("score.out")),
         args.pairs or Path(p.str("data.out_dir")) / "hard_pairs.csv",
         also=args.also,
-        n_boot=p.int("evaluate.bootstrap", lo=0),
-        ci=p.num("evaluate.ci", lo=0.5, hi=0.999),
-        seed=p.int("seed"),
-        threshold=p.num("evaluate.binary_threshold"),
-        num_levels=p.int("levels.num_levels", lo=2),
     )
     metrics["profile"] = p.profile
     write_json(args.out, metrics)

@@ -14,7 +14,7 @@ from pathlib import Path
 import yaml
 
 from aesthetic_llm.errors import UserError, cli_entry
-from aesthetic_llm.evaluate import evaluate
+from aesthetic_llm.evaluate import evaluate_with_params
 from aesthetic_llm.io_utils import atomic_write_text, write_json
 from aesthetic_llm.params import Params
 from aesthetic_llm.predict import score_all
@@ -52,15 +52,7 @@ def main() -> None:
     atomic_write_text(used, yaml.safe_dump(data, sort_keys=False))
     p = Params.load(used)
     summary = score_all(p, Path(p.str("score.out")))
-    metrics = evaluate(
-        Path(p.str("score.out")),
-        Path(p.str("data.out_dir")) / "hard_pairs.csv",
-        n_boot=p.int("evaluate.bootstrap", lo=0),
-        ci=p.num("evaluate.ci", lo=0.5, hi=0.999),
-        seed=p.int("seed"),
-        threshold=p.num("evaluate.binary_threshold"),
-        num_levels=p.int("levels.num_levels", lo=2),
-    )
+    metrics = evaluate_with_params(p, Path(p.str("score.out")), Path(p.str("data.out_dir")) / "hard_pairs.csv")
     metrics["profile"], metrics["scoring_seconds"] = p.profile, summary["seconds"]
     write_json(args.out_dir / "metrics.json", metrics)
     for model, splits in metrics["models"].items():

@@ -12,6 +12,7 @@ import numpy as np
 from .errors import UserError
 from .io_utils import read_csv
 from .metrics import pairwise_accuracy, pairwise_accuracy_ci, srcc, summarise
+from .params import Params
 
 REQUIRED = ("image_id", "model", "split", "pred", "mos")
 # The stage each model continues from: its hard-pair accuracy is also reported as a paired difference to it
@@ -159,3 +160,19 @@ def evaluate(
             "also": [str(x) for x in also],
         },
     }
+
+
+def evaluate_with_params(
+    params: Params, predictions: Path, pairs_path: Path | None, also: Sequence[Path] = ()
+) -> dict[str, Any]:
+    """`evaluate` with the bootstrap, CI level, seed, threshold and levels of a params file."""
+    return evaluate(
+        predictions,
+        pairs_path,
+        also=also,
+        n_boot=params.int("evaluate.bootstrap", lo=0),
+        ci=params.num("evaluate.ci", lo=0.5, hi=0.999),
+        seed=params.int("seed"),
+        threshold=params.num("evaluate.binary_threshold"),
+        num_levels=params.int("levels.num_levels", lo=2),
+    )

@@ -85,23 +85,6 @@ def bootstrap_ci(pred: np.ndarray, mos: np.ndarray, fn: Any, n_boot: int, ci: fl
     return [round(float(np.quantile(vals, alpha)), 4), round(float(np.quantile(vals, 1 - alpha)), 4)]
 
 
-def pairwise_accuracy(
-    pred_by_id: dict[str, float], pairs: Sequence[tuple[str, str, float]], mos_by_id: dict[str, float]
-) -> tuple[float | None, int]:
-    """Share of pairs ordered as their MOS (ties in prediction count half); pairs with a missing image are skipped."""
-    hits, n = 0.0, 0
-    for a, b, _ in pairs:
-        if a not in pred_by_id or b not in pred_by_id:
-            continue
-        dm = mos_by_id[a] - mos_by_id[b]
-        dp = pred_by_id[a] - pred_by_id[b]
-        if dm == 0:
-            continue
-        n += 1
-        hits += 0.5 if dp == 0 else float((dp > 0) == (dm > 0))
-    return (round(hits / n, 4) if n else None), n
-
-
 def _pair_hits(
     pred_by_id: dict[str, float], pairs: Sequence[tuple[str, str, float]], mos_by_id: dict[str, float]
 ) -> tuple[list[str], np.ndarray, np.ndarray, np.ndarray]:
@@ -116,6 +99,14 @@ def _pair_hits(
         ib.append(ids.setdefault(b, len(ids)))
         hits.append(0.5 if dp == 0 else float((dp > 0) == (dm > 0)))
     return list(ids), np.asarray(ia, dtype=int), np.asarray(ib, dtype=int), np.asarray(hits, dtype=float)
+
+
+def pairwise_accuracy(
+    pred_by_id: dict[str, float], pairs: Sequence[tuple[str, str, float]], mos_by_id: dict[str, float]
+) -> tuple[float | None, int]:
+    """Share of pairs ordered as their MOS (ties in prediction count half); pairs with a missing image are skipped."""
+    hits = _pair_hits(pred_by_id, pairs, mos_by_id)[3]
+    return (round(float(hits.mean()), 4) if len(hits) else None), len(hits)
 
 
 def pairwise_accuracy_ci(
