@@ -34,7 +34,6 @@ def sample_answers(
         raise UserError(f"{model_dir}: SFT model not found (dpo.pair_strategy on_policy samples from it)")
     torch.manual_seed(seed)
     scorer = LevelScorer(model_dir, num_levels, device=device)
-    prompt = scorer.prompt()
     out: dict[str, list[tuple[str, int | None]]] = {}
     for start in range(0, len(annotations), batch_size):
         batch = annotations[start : start + batch_size]
@@ -45,18 +44,7 @@ def sample_answers(
                     images.append(im.convert("RGB"))
             except OSError as exc:
                 raise UserError(f"{a['path']}: cannot read image ({exc})") from None
-        inputs = scorer._inputs([prompt] * len(images), images)
-        with torch.no_grad():
-            gen = scorer.model.generate(
-                **inputs,
-                do_sample=True,
-                temperature=temperature,
-                top_p=1.0,
-                top_k=0,
-                num_return_sequences=k,
-                max_new_tokens=max_new_tokens,
-            )
-        texts = scorer.tokenizer.batch_decode(gen[:, inputs["input_ids"].shape[1] :], skip_special_tokens=True)
+        texts = scorer.generate(images, max_new_tokens, samples=k, temperature=temperature)
         for i, a in enumerate(batch):  # generate returns the k samples of each input together
             answers = [t.strip() for t in texts[i * k : (i + 1) * k]]
             out[a["image_id"]] = [(t, parse_rating_level(t, num_levels)) for t in answers]

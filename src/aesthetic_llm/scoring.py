@@ -142,11 +142,14 @@ class LevelScorer:
 
     # -- generation (cot) -------------------------------------------------------------------------
     @torch.no_grad()
-    def generate(self, images: Sequence[Image.Image], max_new_tokens: int, samples: int = 0) -> list[str]:
-        """Greedy answers (samples=0), or `samples` answers per image sampled at temperature 1, grouped by image."""
+    def generate(
+        self, images: Sequence[Image.Image], max_new_tokens: int, samples: int = 0, temperature: float = 1.0
+    ) -> list[str]:
+        """Greedy answers (samples=0), or `samples` answers per image sampled (no top-p/top-k cut), grouped by image."""
         prompt = self.prompt()
         inputs = self._inputs([prompt] * len(images), images)
-        sampling = {"do_sample": True, "temperature": 1.0, "top_p": 1.0, "top_k": 0, "num_return_sequences": samples}
+        sampling = {"do_sample": True, "temperature": temperature, "top_p": 1.0, "top_k": 0}
+        sampling["num_return_sequences"] = samples
         out = self.model.generate(
             **inputs, max_new_tokens=max_new_tokens, **(sampling if samples else {"do_sample": False})
         )
