@@ -12,6 +12,7 @@ from aesthetic_llm.lf_data import (
     load_annotations,
     plain_records,
     sft_records,
+    split_for_dpo,
     write_sft_dataset,
 )
 from aesthetic_llm.params import stage_args
@@ -23,18 +24,23 @@ def main() -> None:
     n = p.int("levels.num_levels", lo=2)
     ann = Path(p.str("annotate.out_dir"))
     train = load_annotations(ann / "train.jsonl")
+    # dpo.sft_holdout > 0: those source photos go to DPO only; the no-CoT baseline still sees every label.
+    sft_train, _, held = split_for_dpo(train, p.num("dpo.sft_holdout", 0.0), p.int("seed"))
     val_path = ann / "val.jsonl"
     val = load_annotations(val_path) if val_path.exists() else []
     write_sft_dataset(
         Path(args.out),
         {
-            SFT_DATASET: sft_records(train, n),
+            SFT_DATASET: sft_records(sft_train, n),
             SFT_VAL_DATASET: sft_records(val, n),
             PLAIN_DATASET: plain_records(train, n),
             PLAIN_VAL_DATASET: plain_records(val, n),
         },
     )
-    print(f"sft: {len(train)} train, {len(val)} val records -> {args.out}")
+    held_note = (
+        f" ({len(train) - len(sft_train)} images of the DPO-only sources {', '.join(held)} left out)" if held else ""
+    )
+    print(f"sft: {len(sft_train)} CoT / {len(train)} plain train, {len(val)} val records{held_note} -> {args.out}")
 
 
 if __name__ == "__main__":

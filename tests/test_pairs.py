@@ -15,6 +15,7 @@ import yaml
 from PIL import Image
 
 from aesthetic_llm.critic import measure, write_critique
+from aesthetic_llm.errors import UserError
 from aesthetic_llm.levels import parse_rating_level
 from aesthetic_llm.lf_data import (
     cross_image_pairs,
@@ -22,6 +23,8 @@ from aesthetic_llm.lf_data import (
     gold_vs_policy_pairs,
     on_policy_pairs,
     pair_stats,
+    source_group,
+    split_for_dpo,
 )
 
 from .conftest import ROOT
@@ -201,6 +204,50 @@ def test_gold_vs_policy_samples_from_the_sft_model(tmp_path, tiny_model_dir):
     for p, a in zip(pairs, anns, strict=True):
         assert p["chosen"]["content"] == a["critique"]
         assert p["rejected"]["content"] in [x["text"] for x in samples[a["image_id"]]]
+
+
+def test_split_for_dpo_keeps_whole_source_photos_out_of_sft():
+    anns = [{"image_id": f"train-{src}-{i:04d}"} for src in ("brick", "coffee", "horse", "moon") for i in range(3)]
+    assert source_group("train-motorcycle-left-0012") == "motorcycle-left" and source_group("953417") == "953417"
+    assert split_for_dpo(anns, 0.0, 0) == (anns, anns, [])
+    sft, dpo, held = split_for_dpo(anns, 0.25, 0)
+    assert len(held) == 1 and len(dpo) == 3 and len(sft) == 9
+    assert {source_group(a["image_id"]) for a in dpo} == set(held)
+    assert not {source_group(a["image_id"]) for a in sft} & set(held)
+    assert split_for_dpo(anns, 0.25, 0) == (sft, dpo, held)  # seeded
+    assert len(split_for_dpo(anns, 0.9, 0)[2]) == 3  # SFT always keeps at least one source
+    with pytest.raises(UserError, match="dpo.sft_holdout"):
+        split_for_dpo(anns[:3], 0.5, 0)  # one source cannot be split
+    with pytest.raises(UserError, match=r"dpo.sft_holdout: 1.0 is not in \[0, 1\)"):
+        split_for_dpo(anns, 1.0, 0)
+
+
+def test_sft_and_dpo_data_use_disjoint_sources_with_a_holdout(tmp_path):
+    (tmp_path / "ann").mkdir()
+    anns = _annotations(tmp_path, n=12)
+    for i, a in enumerate(anns):
+        a["image_id"] = f"train-src{i % 4}-{i:04d}"
+    (tmp_path / "ann/train.jsonl").write_text("".join(json.dumps(a) + "\n" for a in anns))
+    proc = _run_script(tmp_path, _params("near_level", sft_holdout=0.5))
+    assert proc.returncode == 0, proc.stderr
+    env = dict(os.environ, PYTHONPATH=str(ROOT / "src"))
+    sft_proc = subprocess.run(
+        [sys.executable, str(ROOT / "scripts/make_sft_data.py"), "--out", "sft"],
+        cwd=tmp_path,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert sft_proc.returncode == 0, sft_proc.stderr
+    stats = json.loads((tmp_path / "dpo/pair_stats.json").read_text())
+    held = set(stats["sft_holdout_sources"])
+    dpo_ids = {r["image_id"] for r in json.loads((tmp_path / "dpo/aesthetic_dpo.json").read_text())}
+    sft_ids = {r["image_id"] for r in json.loads((tmp_path / "sft/aesthetic_sft.json").read_text())}
+    plain_ids = {r["image_id"] for r in json.loads((tmp_path / "sft/aesthetic_plain.json").read_text())}
+    assert len(held) == 2 and stats["images"] == 6 and len(sft_ids) == 6
+    assert {source_group(i) for i in dpo_ids} <= held and not {source_group(i) for i in sft_ids} & held
+    assert plain_ids == {a["image_id"] for a in anns}  # the no-CoT baseline still sees every train label
 
 
 def test_unknown_strategy_is_a_one_line_error(tmp_path):

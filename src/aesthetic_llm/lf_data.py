@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import random
+import re
 from collections import Counter
 from pathlib import Path
 from typing import Any
@@ -21,6 +23,39 @@ _TAGS = {"role_tag": "role", "content_tag": "content", "user_tag": "user", "assi
 
 def user_turn(num_levels: int) -> dict[str, str]:
     return {"role": "user", "content": "<image>" + score_instruction(num_levels)}
+
+
+_DEMO_ID = re.compile(r"(?:train|val|test|unseen)-(.+)-\d+")
+
+
+def source_group(image_id: str) -> str:
+    """The unit a split must not cut: the source photo on the demo ('train-brick-0007' -> 'brick'), else the image."""
+    m = _DEMO_ID.fullmatch(image_id)
+    return m.group(1) if m else image_id
+
+
+def split_for_dpo(
+    annotations: list[dict[str, Any]], fraction: float, seed: int
+) -> tuple[list[dict[str, Any]], list[dict[str, Any]], list[str]]:
+    """Keep a seeded share of the train source groups out of SFT: (SFT rows, DPO rows, DPO groups).
+
+    DPO pairs then come from photos the SFT model has never fitted, where its answers still err the way
+    they do on test photos (on its own training photos it is near-perfect and DPO has little to correct).
+    fraction 0 keeps the classic recipe: SFT and DPO both use every train image.
+    """
+    if not 0.0 <= fraction < 1.0:
+        raise UserError(f"dpo.sft_holdout: {fraction} is not in [0, 1)")
+    if fraction == 0.0:
+        return annotations, annotations, []
+    groups = sorted({source_group(a["image_id"]) for a in annotations})
+    n = min(max(1, round(fraction * len(groups))), len(groups) - 1)
+    if n < 1:
+        raise UserError(f"dpo.sft_holdout: {len(groups)} train source group(s) cannot be split between SFT and DPO")
+    held = sorted(random.Random(seed).sample(groups, n))
+    keep = set(held)
+    sft = [a for a in annotations if source_group(a["image_id"]) not in keep]
+    dpo = [a for a in annotations if source_group(a["image_id"]) in keep]
+    return sft, dpo, held
 
 
 def sft_records(annotations: list[dict[str, Any]], num_levels: int) -> list[dict[str, Any]]:
