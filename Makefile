@@ -10,6 +10,8 @@ BIN := $(VENV)/bin
 LOCK := requirements.lock
 IMAGE ?= aesthetic-llm:latest
 GPUS ?= 1
+# A new .venv takes about 7 GB (torch's CUDA wheel and its CUDA libraries): refuse early, in one line.
+VENV_MIN_GB ?= 9
 # The stamp is named after the lock's hash: a changed lock rebuilds, an unchanged one is a no-op.
 STAMP := $(VENV)/.installed-$(shell sha256sum $(LOCK) pyproject.toml 2>/dev/null | sha256sum | cut -c1-16)
 # Recipes, and the stage commands `dvc repro` runs (`python scripts/…`), must use the project's
@@ -33,6 +35,9 @@ setup: $(STAMP) ## Create .venv from requirements.lock (idempotent; reinstalls o
 
 $(STAMP): $(LOCK) pyproject.toml
 	@command -v $(PYTHON) >/dev/null || { echo "error: $(PYTHON) not found (set PYTHON=/path/to/python3.11)" >&2; exit 2; }
+	@test -x $(BIN)/python || { free=$$(df -Pk . | awk 'NR==2 {print $$4}'); \
+	  if [ "$$free" -lt $$(( $(VENV_MIN_GB) * 1048576 )) ]; then \
+	    echo "error: setup: $$(( free / 1048576 )) GB free on $$(df -P . | awk 'NR==2 {print $$6}'), a new $(VENV) needs about $(VENV_MIN_GB) GB (free space, or VENV_MIN_GB=0 to try anyway)" >&2; exit 2; fi; }
 	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade "pip>=24"
 	$(BIN)/python -m pip install --quiet -r $(LOCK)

@@ -28,6 +28,7 @@ from aesthetic_llm.io_utils import atomic_write_text, read_json
 
 PARAM_KEYS = (
     "dpo.pair_strategy",
+    "dpo.sft_holdout",
     "dpo.loss",
     "dpo.beta",
     "dpo.ftx",
@@ -145,6 +146,9 @@ def collect(
                 "hard_n_pairs": hard.get("n_pairs"),
                 # The evaluate stage's image-bootstrap CI; older runs only have the count (Wilson, too narrow).
                 "hard_pair_acc_ci": hard.get("pair_acc_ci") or wilson(hard.get("pair_acc"), hard.get("n_pairs")),
+                # DPO's paired difference to its own SFT model on the same hard pairs (evaluate stage)
+                "hard_diff_vs_sft": hard.get("pair_acc_diff_vs_sft"),
+                "hard_diff_vs_sft_ci": hard.get("pair_acc_diff_vs_sft_ci"),
                 "train": {k: _dig(train, k) for k in TRAIN_KEYS} if (train := _train_metrics(rev, model)) else {},
             }
         )
@@ -189,19 +193,21 @@ def render(rows: list[dict[str, Any]], skipped: list[str], model: str) -> str:
         return "\n".join(parts + ["No experiment with metrics found (run `make compare`).", ""])
     best = rows[0]["val_srcc_ci"]
     parts += [
-        "| rank | experiment | pair strategy | loss | beta | lr | val SRCC [95% CI] | overlaps best | "
-        "hard-pair acc [95% CI] (pairs) | test SRCC [95% CI] |",
-        "|---:|---|---|---|---:|---:|---|:---:|---|---|",
+        "| rank | experiment | pair strategy | SFT holdout | loss | beta | lr | val SRCC [95% CI] | overlaps best | "
+        "hard-pair acc [95% CI] (pairs) | hard-pair − SFT [95% CI] | test SRCC [95% CI] |",
+        "|---:|---|---|---:|---|---:|---:|---|:---:|---|---|---|",
     ]
     for i, r in enumerate(rows, 1):
         p = r["params"]
         name = r["name"] + (" (baseline)" if r["kind"] == "baseline" else "")
         parts.append(
-            f"| {i} | {name} | {p.get('dpo.pair_strategy') or '?'} | {p.get('dpo.loss') or '?'} | "
+            f"| {i} | {name} | {p.get('dpo.pair_strategy') or '?'} | {p.get('dpo.sft_holdout') or 0} | "
+            f"{p.get('dpo.loss') or '?'} | "
             f"{p.get('dpo.beta') if p.get('dpo.beta') is not None else '?'} | "
             f"{p.get('dpo.learning_rate') if p.get('dpo.learning_rate') is not None else 'default'} | "
             f"{_fmt(r['val_srcc'], r['val_srcc_ci'])} | {_overlaps(r['val_srcc_ci'], best) if i > 1 else '—'} | "
             f"{_fmt(r['hard_pair_acc'], r['hard_pair_acc_ci'])} ({r['hard_n_pairs'] or 0}) | "
+            f"{_fmt(r.get('hard_diff_vs_sft'), r.get('hard_diff_vs_sft_ci'))} | "
             f"{_fmt(r['test_srcc'], r['test_srcc_ci'])} |"
         )
     parts += ["", "## By pair strategy", ""] + _marginals(rows, "dpo.pair_strategy")

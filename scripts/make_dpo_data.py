@@ -21,7 +21,7 @@ from aesthetic_llm.lf_data import (
     near_level_pairs,
     on_policy_pairs,
     pair_stats,
-    split_for_dpo,
+    split_for_dpo_from_params,
     write_dpo_dataset,
 )
 from aesthetic_llm.params import Params, stage_args
@@ -73,7 +73,7 @@ def main() -> None:
         (out / stale).unlink(missing_ok=True)
     train = load_annotations(Path(p.str("annotate.out_dir")) / "train.jsonl")
     # dpo.sft_holdout > 0: pairs only from the source photos SFT never saw (the same seeded choice as sft_data).
-    _, annotations, held = split_for_dpo(train, p.num("dpo.sft_holdout", 0.0), p.int("seed"))
+    _, annotations, held = split_for_dpo_from_params(p, train)
     pairs, dropped = build_pairs(p, strategy, annotations, out)
     stats = pair_stats(strategy, annotations, pairs, dropped)
     stats["sft_holdout_sources"] = held

@@ -12,7 +12,7 @@ from aesthetic_llm.lf_data import (
     load_annotations,
     plain_records,
     sft_records,
-    split_for_dpo,
+    split_for_dpo_from_params,
     write_sft_dataset,
 )
 from aesthetic_llm.params import stage_args
@@ -25,7 +25,7 @@ def main() -> None:
     ann = Path(p.str("annotate.out_dir"))
     train = load_annotations(ann / "train.jsonl")
     # dpo.sft_holdout > 0: those source photos go to DPO only; the no-CoT baseline still sees every label.
-    sft_train, _, held = split_for_dpo(train, p.num("dpo.sft_holdout", 0.0), p.int("seed"))
+    sft_train, _, held = split_for_dpo_from_params(p, train)
     val_path = ann / "val.jsonl"
     val = load_annotations(val_path) if val_path.exists() else []
     write_sft_dataset(

@@ -94,3 +94,17 @@ def test_make_recipes_use_the_project_venv_without_activation(tmp_path):
         check=True,
     ).stdout.strip()
     assert out == str(ROOT / ".venv" / "bin" / "python")
+
+
+def test_setup_refuses_a_new_venv_without_disk_space_in_one_line(tmp_path):
+    """CI once died mid-install with ENOSPC; a new environment is refused up front instead, nothing created."""
+    venv = tmp_path / "venv"
+    proc = subprocess.run(
+        ["make", "-s", "setup", f"VENV={venv}", "VENV_MIN_GB=100000000"],
+        capture_output=True,
+        text=True,
+        cwd=ROOT,
+    )
+    assert proc.returncode != 0 and not venv.exists()
+    line = next(x for x in proc.stderr.splitlines() if x.startswith("error:"))
+    assert "GB free on /" in line and "needs about 100000000 GB" in line

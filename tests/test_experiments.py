@@ -25,7 +25,8 @@ score += {"sigmoid": 0.05, "ipo": 0.0}[p["loss"]]
 m = {"models": {"dpo": {
     "val": {"n": 64, "srcc": score, "srcc_ci": [score - 0.1, score + 0.1]},
     "test": {"n": 96, "srcc": score - 0.02, "srcc_ci": [score - 0.12, score + 0.08]},
-    "hard": {"n": 30, "pair_acc": score + 0.1, "n_pairs": 50},
+    "hard": {"n": 30, "pair_acc": score + 0.1, "n_pairs": 50,
+             "pair_acc_diff_vs_sft": score - 0.5, "pair_acc_diff_vs_sft_ci": [score - 0.55, score - 0.45]},
 }}}
 os.makedirs("reports/train", exist_ok=True)
 json.dump(m, open("reports/metrics.json", "w"))
@@ -96,6 +97,7 @@ def test_ranks_real_dvc_experiments_with_cis(exp_repo):
     assert lo < 0.65 < hi
     row = next(line for line in md.splitlines() if "far_level-sigmoid" in line)
     assert "0.550 [0.450, 0.650]" in row and "| 3 |" in row and "| yes |" in row
+    assert "| 0.050 [0.000, 0.100] |" in row  # DPO - SFT on hard pairs, with its CI
     assert "## By pair strategy" in md and "| cross_image | 1 | 0.600 |" in md
 
 

@@ -98,7 +98,14 @@ def test_evaluate_reports_hard_pair_difference_to_the_stage_before(tmp_path):
             rows += [f"{i},{model},test,{pred:.4f},{mos[i]:.4f}", f"{i},{model},hard,{pred:.4f},{mos[i]:.4f}"]
     p = _write(tmp_path / "p.csv", "\n".join(rows) + "\n")
     pp = _write(tmp_path / "pairs.csv", "image_a,image_b,delta\n" + "".join(f"{a},{b},{d}\n" for a, b, d in pairs))
-    hard = {m: e["hard"] for m, e in evaluate(p, pp, n_boot=200, seed=0)["models"].items()}
+    result = evaluate(p, pp, n_boot=200, seed=0)["models"]
+    hard = {m: e["hard"] for m, e in result.items()}
+    test = {m: e["test"] for m, e in result.items()}
+    # SRCC: the paired difference to the stage before, on the same images
+    assert test["dpo"]["srcc_diff_vs_sft"] == pytest.approx(test["dpo"]["srcc"] - test["sft"]["srcc"], abs=2e-4)
+    assert test["dpo"]["srcc_diff_vs_sft_ci"][0] > 0 and test["dpo"]["p_vs_sft"] < 0.05
+    assert "srcc_diff_vs_zero_shot" in test["sft"] and "p_vs_sft" not in test["sft"]
+    assert not any(k.startswith("srcc_diff") for k in test["zero_shot"])
     assert "pair_acc_diff_vs_sft" not in hard["sft"] and "pair_acc_diff_vs_zero_shot" in hard["sft"]
     d = hard["dpo"]
     assert d["pair_acc_diff_vs_sft"] == round(d["pair_acc"] - hard["sft"]["pair_acc"], 4)
@@ -192,9 +199,25 @@ def test_results_table_shows_hard_pair_ci_and_difference_to_the_stage_before():
     metrics = {
         "models": {
             "sft": {"hard": hard},
-            "dpo": {"hard": dict(hard, pair_acc_diff_vs_sft=0.05, pair_acc_diff_vs_sft_ci=[-0.01, 0.11])},
+            "dpo": {
+                "hard": dict(hard, pair_acc_diff_vs_sft=0.05, pair_acc_diff_vs_sft_ci=[-0.01, 0.11]),
+                "test": {"srcc_diff_vs_sft": 0.054, "srcc_diff_vs_sft_ci": [0.001, 0.1]},
+            },
         }
     }
     rows = {line.split(" | ")[0].strip("| "): line for line in results_table(metrics).splitlines()[2:]}
     assert "0.600 [0.50, 0.70] (n=40)" in rows["sft"] and "vs" not in rows["sft"]
-    assert "0.050 [-0.01, 0.11] vs sft" in rows["dpo"]
+    assert "test SRCC 0.054 [0.00, 0.10]; pairs 0.050 [-0.01, 0.11] (vs sft)" in rows["dpo"]
+
+
+def test_preference_pairs_section_names_the_sources_kept_out_of_sft(tmp_path):
+    import json
+
+    from aesthetic_llm.report import preference_pairs_section
+
+    stats = {"strategy": "on_policy", "pairs": 3, "images": 4, "images_with_pairs": 3, "level_gaps": {"1": 3}}
+    path = tmp_path / "pair_stats.json"
+    path.write_text(json.dumps(dict(stats, sft_holdout_sources=[])))
+    assert "kept out of SFT" not in "\n".join(preference_pairs_section(path))
+    path.write_text(json.dumps(dict(stats, sft_holdout_sources=["brick", "ihc"])))
+    assert "kept out of SFT (`dpo.sft_holdout`): brick, ihc." in "\n".join(preference_pairs_section(path))

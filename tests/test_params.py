@@ -38,6 +38,8 @@ def test_paper_profile_without_data_is_a_clear_error(repo_params):
         (("sft", "per_device_train_batch_size"), 0, r"per_device_train_batch_size: expected an integer >= 1"),
         (("score", "mode"), "fast", r"score\.mode: expected one of cot, cot_sampled, direct"),
         (("data", "hard_band"), [7, 4], r"data\.hard_band"),
+        (("dpo", "sft_holdout"), 1.0, r"dpo\.sft_holdout: must be below 1"),
+        (("dpo", "sft_holdout"), -0.1, r"dpo\.sft_holdout: expected a number >= 0"),
     ],
 )
 def test_malformed_values_name_the_field(repo_params, key, value, message):

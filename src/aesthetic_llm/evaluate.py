@@ -62,8 +62,8 @@ def load_pairs(path: Path | None) -> list[tuple[str, str, float]]:
     return [(r["image_a"], r["image_b"], float(r["delta"])) for r in rows]
 
 
-def paired_bootstrap_p(a: dict[str, Any], b: dict[str, Any], n_boot: int, seed: int) -> float | None:
-    """Two-sided p-value that SRCC(a) == SRCC(b) on the images both scored (paired resampling)."""
+def _paired_srcc_diffs(a: dict[str, Any], b: dict[str, Any], n_boot: int, seed: int) -> tuple[float, np.ndarray] | None:
+    """SRCC(a) - SRCC(b) on the images both scored, and its paired bootstrap replicates."""
     common = sorted(set(a["ids"]) & set(b["ids"]))
     if len(common) < 3 or n_boot <= 0:
         return None
@@ -72,16 +72,35 @@ def paired_bootstrap_p(a: dict[str, Any], b: dict[str, Any], n_boot: int, seed: 
     pa = a["pred"][[ia[k] for k in common]]
     pb = b["pred"][[ib[k] for k in common]]
     mos = a["mos"][[ia[k] for k in common]]
+    sa, sb = srcc(pa, mos), srcc(pb, mos)
     rng = np.random.default_rng(seed)
     diffs = []
     for idx in rng.integers(0, len(common), size=(n_boot, len(common))):
-        sa, sb = srcc(pa[idx], mos[idx]), srcc(pb[idx], mos[idx])
-        if sa is not None and sb is not None:
-            diffs.append(sa - sb)
-    if not diffs:
+        ra, rb = srcc(pa[idx], mos[idx]), srcc(pb[idx], mos[idx])
+        if ra is not None and rb is not None:
+            diffs.append(ra - rb)
+    if not diffs or sa is None or sb is None:
         return None
-    d = np.asarray(diffs)
-    return round(float(min(1.0, 2 * min((d <= 0).mean(), (d >= 0).mean()))), 4)
+    return sa - sb, np.asarray(diffs)
+
+
+def paired_bootstrap_p(a: dict[str, Any], b: dict[str, Any], n_boot: int, seed: int) -> float | None:
+    """Two-sided p-value that SRCC(a) == SRCC(b) on the images both scored (paired resampling)."""
+    return paired_srcc_diff(a, b, n_boot, 0.95, seed).get("p")
+
+
+def paired_srcc_diff(a: dict[str, Any], b: dict[str, Any], n_boot: int, ci: float, seed: int) -> dict[str, Any]:
+    """SRCC(a) - SRCC(b) with its paired-bootstrap CI and two-sided p ({} when undefined)."""
+    res = _paired_srcc_diffs(a, b, n_boot, seed)
+    if res is None:
+        return {}
+    diff, d = res
+    alpha = (1 - ci) / 2
+    return {
+        "diff": round(float(diff), 4),
+        "ci": [round(float(np.quantile(d, alpha)), 4), round(float(np.quantile(d, 1 - alpha)), 4)],
+        "p": round(float(min(1.0, 2 * min((d <= 0).mean(), (d >= 0).mean()))), 4),
+    }
 
 
 def _pair_metrics(
@@ -147,6 +166,13 @@ def evaluate(
             m.update(_pair_metrics(groups, model, g, pairs, n_boot, ci, seed))
         if model != baseline and (baseline, split) in groups:
             m[f"p_vs_{baseline}"] = paired_bootstrap_p(g, groups[(baseline, split)], n_boot, seed)
+        before = STAGE_BEFORE.get(model)
+        if before and (before, split) in groups:  # what this stage changed, on the same images
+            d = paired_srcc_diff(g, groups[(before, split)], n_boot, ci, seed + 4)
+            if d:
+                m[f"srcc_diff_vs_{before}"], m[f"srcc_diff_vs_{before}_ci"] = d["diff"], d["ci"]
+                if before != baseline:  # p vs the baseline is already there
+                    m[f"p_vs_{before}"] = d["p"]
         models.setdefault(model, {})[split] = m
     return {
         "models": models,

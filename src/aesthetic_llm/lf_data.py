@@ -13,6 +13,7 @@ import numpy as np
 from .critic import ImageProperties, write_critique
 from .errors import UserError
 from .io_utils import read_jsonl, write_json
+from .params import Params
 from .prompts import RATING_PREFIX, score_instruction
 
 SFT_DATASET, SFT_VAL_DATASET, DPO_DATASET = "aesthetic_sft", "aesthetic_sft_val", "aesthetic_dpo"
@@ -56,6 +57,15 @@ def split_for_dpo(
     sft = [a for a in annotations if source_group(a["image_id"]) not in keep]
     dpo = [a for a in annotations if source_group(a["image_id"]) in keep]
     return sft, dpo, held
+
+
+def split_for_dpo_from_params(
+    p: Params, annotations: list[dict[str, Any]]
+) -> tuple[list[dict[str, Any]], list[dict[str, Any]], list[str]]:
+    """split_for_dpo with dpo.sft_holdout and dpo.sft_holdout_seed (null = seed): sft_data and dpo_data agree."""
+    seed = p.get("dpo.sft_holdout_seed", None)
+    seed = p.int("seed") if seed is None else p.int("dpo.sft_holdout_seed")
+    return split_for_dpo(annotations, p.num("dpo.sft_holdout", 0.0), seed)
 
 
 def sft_records(annotations: list[dict[str, Any]], num_levels: int) -> list[dict[str, Any]]:

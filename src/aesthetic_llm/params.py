@@ -87,7 +87,10 @@ class Params:
         if isinstance(value, bool) or not isinstance(value, (int, float)):
             raise self._bad(dotted, "a number", value)
         if (lo is not None and value < lo) or (hi is not None and value > hi):
-            raise self._bad(dotted, f"a number in [{lo}, {hi}]", value)
+            bounds = (
+                f"in [{lo}, {hi}]" if lo is not None and hi is not None else f">= {lo}" if hi is None else f"<= {hi}"
+            )
+            raise self._bad(dotted, f"a number {bounds}", value)
         return float(value)
 
     def int(self, dotted: str, default: Any = ..., lo: int | None = None) -> int:

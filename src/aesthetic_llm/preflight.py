@@ -41,6 +41,8 @@ def check(params: Params) -> list[str]:
     p.num("dpo.beta", lo=0.0)
     p.str("dpo.loss", choices=("sigmoid", "hinge", "ipo", "kto_pair", "orpo", "simpo"))
     p.str("dpo.pair_strategy", choices=PAIR_STRATEGIES)
+    if p.num("dpo.sft_holdout", 0.0, lo=0.0) >= 1.0:
+        raise UserError(f"{p.source}: dpo.sft_holdout: must be below 1 (SFT needs some train photos)")
     p.str("score.mode", choices=SCORE_MODES)
     p.int("score.samples", 8, lo=1)
     p.int("score.batch_size", lo=1)

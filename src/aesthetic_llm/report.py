@@ -47,7 +47,7 @@ def results_table(metrics: dict[str, Any]) -> str:
     lines = [
         "| model | "
         + " | ".join(f"{s} SRCC [95% CI]" for s in SPLITS[:3])
-        + " | hard pair acc [95% CI] | Δ vs stage before [95% CI] | test PLCC | test bias |",
+        + " | hard pair acc [95% CI] | Δ vs stage before: test SRCC; hard pairs [95% CI] | test PLCC | test bias |",
         "|---" * 8 + "|",
     ]
     for m in models:
@@ -59,9 +59,13 @@ def results_table(metrics: dict[str, Any]) -> str:
             cells.append(_fmt(e.get("srcc"), e.get("srcc_ci")) + sig)
         hard, test = ms.get("hard", {}), ms.get("test", {})
         diff = next((k for k in hard if k.startswith("pair_acc_diff_vs_") and not k.endswith("_ci")), None)
-        delta = (
-            f"{_fmt(hard[diff], hard.get(diff + '_ci'))} vs {diff.removeprefix('pair_acc_diff_vs_')}" if diff else ""
-        )
+        delta = ""
+        if diff:
+            before = diff.removeprefix("pair_acc_diff_vs_")
+            srcc_d = test.get(f"srcc_diff_vs_{before}")
+            delta = (
+                f"test SRCC {_fmt(srcc_d, test.get(f'srcc_diff_vs_{before}_ci'))}; " if srcc_d is not None else ""
+            ) + f"pairs {_fmt(hard[diff], hard.get(diff + '_ci'))} (vs {before})"
         lines.append(
             f"| {m} | " + " | ".join(cells) + f" | {_fmt(hard.get('pair_acc'), hard.get('pair_acc_ci'))}"
             f" (n={hard.get('n_pairs', 0)}) | {delta} | {_fmt(test.get('plcc'))} | {_fmt(test.get('mean_bias'))} |"
@@ -311,7 +315,13 @@ def preference_pairs_section(pair_stats_path: Path) -> list[str]:
         + (f", mean {st['level_gap_mean']:.2f}" if st.get("level_gap_mean") is not None else "")
         + "".join(f"; {e}" for e in extras)
         + (f"; dropped {json.dumps(dropped)}" if any(dropped.values()) else "; nothing dropped")
-        + ".",
+        + "."
+        + (
+            f" These are the training images of the source photos kept out of SFT (`dpo.sft_holdout`): "
+            f"{', '.join(st['sft_holdout_sources'])}."
+            if st.get("sft_holdout_sources")
+            else ""
+        ),
         "",
         "Pair strategies × DPO losses are compared as DVC experiments: `make compare` writes "
         "`reports/experiments.md` (ranked on val SRCC and hard-pair accuracy with 95% CIs).",
