@@ -29,6 +29,7 @@ from aesthetic_llm.io_utils import atomic_write_text, read_json
 PARAM_KEYS = (
     "dpo.pair_strategy",
     "dpo.sft_holdout",
+    "dpo.sft_holdout_seed",
     "dpo.loss",
     "dpo.beta",
     "dpo.ftx",
@@ -149,6 +150,8 @@ def collect(
                 # DPO's paired difference to its own SFT model on the same hard pairs (evaluate stage)
                 "hard_diff_vs_sft": hard.get("pair_acc_diff_vs_sft"),
                 "hard_diff_vs_sft_ci": hard.get("pair_acc_diff_vs_sft_ci"),
+                "test_diff_vs_sft": _dig(m, "test.srcc_diff_vs_sft"),
+                "test_diff_vs_sft_ci": _dig(m, "test.srcc_diff_vs_sft_ci"),
                 "train": {k: _dig(train, k) for k in TRAIN_KEYS} if (train := _train_metrics(rev, model)) else {},
             }
         )
@@ -160,6 +163,11 @@ def _fmt(x: float | None, ci: list[float] | None = None) -> str:
     if x is None:
         return "n/a"
     return f"{x:.3f} [{ci[0]:.3f}, {ci[1]:.3f}]" if ci else f"{x:.3f}"
+
+
+def _holdout(p: dict[str, Any]) -> str:
+    share, seed = p.get("dpo.sft_holdout") or 0, p.get("dpo.sft_holdout_seed")
+    return f"{share} (seed {seed})" if share and seed is not None else str(share)
 
 
 def _overlaps(ci: list[float] | None, best: list[float] | None) -> str:
@@ -194,21 +202,21 @@ def render(rows: list[dict[str, Any]], skipped: list[str], model: str) -> str:
     best = rows[0]["val_srcc_ci"]
     parts += [
         "| rank | experiment | pair strategy | SFT holdout | loss | beta | lr | val SRCC [95% CI] | overlaps best | "
-        "hard-pair acc [95% CI] (pairs) | hard-pair − SFT [95% CI] | test SRCC [95% CI] |",
-        "|---:|---|---|---:|---|---:|---:|---|:---:|---|---|---|",
+        "hard-pair acc [95% CI] (pairs) | hard-pair − SFT [95% CI] | test SRCC [95% CI] | test SRCC − SFT [95% CI] |",
+        "|---:|---|---|---:|---|---:|---:|---|:---:|---|---|---|---|",
     ]
     for i, r in enumerate(rows, 1):
         p = r["params"]
         name = r["name"] + (" (baseline)" if r["kind"] == "baseline" else "")
         parts.append(
-            f"| {i} | {name} | {p.get('dpo.pair_strategy') or '?'} | {p.get('dpo.sft_holdout') or 0} | "
+            f"| {i} | {name} | {p.get('dpo.pair_strategy') or '?'} | {_holdout(p)} | "
             f"{p.get('dpo.loss') or '?'} | "
             f"{p.get('dpo.beta') if p.get('dpo.beta') is not None else '?'} | "
             f"{p.get('dpo.learning_rate') if p.get('dpo.learning_rate') is not None else 'default'} | "
             f"{_fmt(r['val_srcc'], r['val_srcc_ci'])} | {_overlaps(r['val_srcc_ci'], best) if i > 1 else '—'} | "
             f"{_fmt(r['hard_pair_acc'], r['hard_pair_acc_ci'])} ({r['hard_n_pairs'] or 0}) | "
             f"{_fmt(r.get('hard_diff_vs_sft'), r.get('hard_diff_vs_sft_ci'))} | "
-            f"{_fmt(r['test_srcc'], r['test_srcc_ci'])} |"
+            f"{_fmt(r['test_srcc'], r['test_srcc_ci'])} | {_fmt(r.get('test_diff_vs_sft'), r.get('test_diff_vs_sft_ci'))} |"
         )
     parts += ["", "## By pair strategy", ""] + _marginals(rows, "dpo.pair_strategy")
     parts += ["", "## By loss", ""] + _marginals(rows, "dpo.loss") + [""]

@@ -24,7 +24,8 @@ score = {"near_level": 0.70, "far_level": 0.50, "cross_image": 0.60}[p["pair_str
 score += {"sigmoid": 0.05, "ipo": 0.0}[p["loss"]]
 m = {"models": {"dpo": {
     "val": {"n": 64, "srcc": score, "srcc_ci": [score - 0.1, score + 0.1]},
-    "test": {"n": 96, "srcc": score - 0.02, "srcc_ci": [score - 0.12, score + 0.08]},
+    "test": {"n": 96, "srcc": score - 0.02, "srcc_ci": [score - 0.12, score + 0.08],
+             "srcc_diff_vs_sft": score - 0.6, "srcc_diff_vs_sft_ci": [score - 0.7, score - 0.5]},
     "hard": {"n": 30, "pair_acc": score + 0.1, "n_pairs": 50,
              "pair_acc_diff_vs_sft": score - 0.5, "pair_acc_diff_vs_sft_ci": [score - 0.55, score - 0.45]},
 }}}
@@ -98,6 +99,7 @@ def test_ranks_real_dvc_experiments_with_cis(exp_repo):
     row = next(line for line in md.splitlines() if "far_level-sigmoid" in line)
     assert "0.550 [0.450, 0.650]" in row and "| 3 |" in row and "| yes |" in row
     assert "| 0.050 [0.000, 0.100] |" in row  # DPO - SFT on hard pairs, with its CI
+    assert row.endswith("| -0.050 [-0.150, 0.050] |")  # and on test SRCC
     assert "## By pair strategy" in md and "| cross_image | 1 | 0.600 |" in md
 
 
@@ -195,3 +197,10 @@ def test_make_train_multi_sets_the_torchrun_environment():
     worker = _make_n("train-multi", "GPUS=8", "NNODES=2", "NODE_RANK=1", "MASTER_ADDR=10.0.0.1", "MASTER_PORT=29500")
     assert "NNODES=2 NODE_RANK=1" in worker and "MASTER_ADDR=10.0.0.1 MASTER_PORT=29500" in worker
     assert "scripts/train_sft.py" in worker and "dvc repro" not in worker
+
+
+def test_holdout_column_names_the_draw():
+    mod = _script()
+    assert mod._holdout({"dpo.sft_holdout": 0.25, "dpo.sft_holdout_seed": 1}) == "0.25 (seed 1)"
+    assert mod._holdout({"dpo.sft_holdout": 0.25, "dpo.sft_holdout_seed": None}) == "0.25"
+    assert mod._holdout({}) == "0"

@@ -144,11 +144,13 @@ def test_cross_image_pairs_show_one_image_and_reject_a_close_mos_neighbours_crit
     assert cross_image_pairs(twin, 10, 1.0, 1, 0, dropped) == [] and dropped == {"identical_critiques_only": 2}
 
 
-def _run_script(tmp: Path, params: dict) -> subprocess.CompletedProcess:
+def _run_script(
+    tmp: Path, params: dict, script: str = "make_dpo_data.py", out: str = "dpo"
+) -> subprocess.CompletedProcess:
     (tmp / "params.yaml").write_text(yaml.safe_dump(params))
     env = dict(os.environ, PYTHONPATH=str(ROOT / "src"))
     return subprocess.run(
-        [sys.executable, str(ROOT / "scripts/make_dpo_data.py"), "--out", "dpo"],
+        [sys.executable, str(ROOT / "scripts" / script), "--out", out],
         cwd=tmp,
         env=env,
         capture_output=True,
@@ -230,15 +232,7 @@ def test_sft_and_dpo_data_use_disjoint_sources_with_a_holdout(tmp_path):
     (tmp_path / "ann/train.jsonl").write_text("".join(json.dumps(a) + "\n" for a in anns))
     proc = _run_script(tmp_path, _params("near_level", sft_holdout=0.5))
     assert proc.returncode == 0, proc.stderr
-    env = dict(os.environ, PYTHONPATH=str(ROOT / "src"))
-    sft_proc = subprocess.run(
-        [sys.executable, str(ROOT / "scripts/make_sft_data.py"), "--out", "sft"],
-        cwd=tmp_path,
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=300,
-    )
+    sft_proc = _run_script(tmp_path, _params("near_level", sft_holdout=0.5), "make_sft_data.py", "sft")
     assert sft_proc.returncode == 0, sft_proc.stderr
     stats = json.loads((tmp_path / "dpo/pair_stats.json").read_text())
     held = set(stats["sft_holdout_sources"])
