@@ -91,6 +91,7 @@ def test_on_policy_pairs_closest_vs_farthest_with_ties_and_unparseable_dropped()
     _check_record(p)
     assert p["chosen"]["content"] == "b Rating Level: 6" and p["rejected"]["content"] == "a Rating Level: 2"
     assert (p["chosen_error"], p["rejected_error"], p["level_gap"]) == (0, 4, 4)
+    assert (p["chosen_signed_error"], p["rejected_signed_error"]) == (0, -4)  # the rejected answer is too low
     assert dropped == {
         "unparseable_answers": 2,
         "images_all_answers_tied": 1,
@@ -98,6 +99,7 @@ def test_on_policy_pairs_closest_vs_farthest_with_ties_and_unparseable_dropped()
     }
     stats = pair_stats("on_policy", anns, pairs, dropped)
     assert stats["pairs"] == 1 and stats["images_without_pairs"] == 3 and stats["chosen_error_mean"] == 0
+    assert stats["rejected_signed_error_mean"] == -4 and stats["rejected_too_high_share"] == 0
 
 
 def test_gold_vs_policy_pairs_reject_the_farthest_sample_against_the_gold_critique():
@@ -116,6 +118,7 @@ def test_gold_vs_policy_pairs_reject_the_farthest_sample_against_the_gold_critiq
         assert p["chosen"]["content"] == f"gold {p['image_id'][1]}" and p["chosen_error"] == 0
     assert pairs[0]["rejected"]["content"] == "b Rating Level: 2" and pairs[0]["rejected_error"] == 4
     assert pairs[1]["rejected"]["content"] == "b no level" and pairs[1]["rejected_error"] == 10
+    assert pairs[0]["rejected_signed_error"] == -4 and "rejected_signed_error" not in pairs[1]  # no level, no sign
     assert dropped == {"all_samples_right": 1, "no_samples": 1, "unparseable_rejected": 1}
 
 

@@ -184,7 +184,18 @@ def on_policy_pairs(
             continue
         (c_text, c_lv), (r_text, r_lv) = parsed[errors.index(best)], parsed[errors.index(worst)]
         out.append(
-            _pair(a, num_levels, c_text, r_text, level_gap=abs(r_lv - c_lv), chosen_error=best, rejected_error=worst)
+            _pair(
+                a,
+                num_levels,
+                c_text,
+                r_text,
+                level_gap=abs(r_lv - c_lv),
+                chosen_error=best,
+                rejected_error=worst,
+                # signed: which way the policy errs, hence which way DPO will push the scale
+                chosen_signed_error=c_lv - level,
+                rejected_signed_error=r_lv - level,
+            )
         )
     return out
 
@@ -214,7 +225,10 @@ def gold_vs_policy_pairs(
             continue
         r_text, r_lv = answers[errors.index(worst)]
         dropped["unparseable_rejected"] += r_lv is None
-        out.append(_pair(a, num_levels, a["critique"], r_text, level_gap=worst, chosen_error=0, rejected_error=worst))
+        signed = {} if r_lv is None or not 1 <= r_lv <= num_levels else {"rejected_signed_error": r_lv - level}
+        out.append(
+            _pair(a, num_levels, a["critique"], r_text, level_gap=worst, chosen_error=0, rejected_error=worst, **signed)
+        )
     return out
 
 
@@ -284,6 +298,10 @@ def pair_stats(
         if values:
             stats[f"{key}_mean"] = round(float(np.mean(values)), 4)
             stats[f"{key}_max"] = round(float(np.max(values)), 4)
+    signed = [r["rejected_signed_error"] for r in pairs if "rejected_signed_error" in r]
+    if signed:  # DPO pushes away from the rejected answers: mostly too low ones move the scale up
+        stats["rejected_signed_error_mean"] = round(float(np.mean(signed)), 4)
+        stats["rejected_too_high_share"] = round(float(np.mean([x > 0 for x in signed])), 4)
     return stats
 
 

@@ -304,6 +304,7 @@ def preference_pairs_section(pair_stats_path: Path) -> list[str]:
         "mos_gap_mean": "mean |ΔMOS| to the other image",
         "chosen_error_mean": "mean chosen-level error",
         "rejected_error_mean": "mean rejected-level error",
+        "rejected_signed_error_mean": "mean signed rejected-level error (< 0: rejected answers too low)",
     }
     extras = [f"{label} {st[key]:.2f}" for key, label in labels.items() if st.get(key) is not None]
     return [
