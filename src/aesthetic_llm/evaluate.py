@@ -84,11 +84,6 @@ def _paired_srcc_diffs(a: dict[str, Any], b: dict[str, Any], n_boot: int, seed: 
     return sa - sb, np.asarray(diffs)
 
 
-def paired_bootstrap_p(a: dict[str, Any], b: dict[str, Any], n_boot: int, seed: int) -> float | None:
-    """Two-sided p-value that SRCC(a) == SRCC(b) on the images both scored (paired resampling)."""
-    return paired_srcc_diff(a, b, n_boot, 0.95, seed).get("p")
-
-
 def paired_srcc_diff(a: dict[str, Any], b: dict[str, Any], n_boot: int, ci: float, seed: int) -> dict[str, Any]:
     """SRCC(a) - SRCC(b) with its paired-bootstrap CI and two-sided p ({} when undefined)."""
     res = _paired_srcc_diffs(a, b, n_boot, seed)
@@ -164,15 +159,14 @@ def evaluate(
         )
         if split == "hard" and pairs:
             m.update(_pair_metrics(groups, model, g, pairs, n_boot, ci, seed))
-        if model != baseline and (baseline, split) in groups:
-            m[f"p_vs_{baseline}"] = paired_bootstrap_p(g, groups[(baseline, split)], n_boot, seed)
+        # p vs the baseline for every model; for a stage, also what it changed vs the stage before (one
+        # bootstrap each, on the images both scored)
         before = STAGE_BEFORE.get(model)
-        if before and (before, split) in groups:  # what this stage changed, on the same images
-            d = paired_srcc_diff(g, groups[(before, split)], n_boot, ci, seed + 4)
-            if d:
-                m[f"srcc_diff_vs_{before}"], m[f"srcc_diff_vs_{before}_ci"] = d["diff"], d["ci"]
-                if before != baseline:  # p vs the baseline is already there
-                    m[f"p_vs_{before}"] = d["p"]
+        for other in dict.fromkeys(x for x in (baseline, before) if x and x != model and (x, split) in groups):
+            d = paired_srcc_diff(g, groups[(other, split)], n_boot, ci, seed)
+            m[f"p_vs_{other}"] = d.get("p")
+            if other == before and d:
+                m[f"srcc_diff_vs_{other}"], m[f"srcc_diff_vs_{other}_ci"] = d["diff"], d["ci"]
         models.setdefault(model, {})[split] = m
     return {
         "models": models,
