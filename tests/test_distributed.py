@@ -142,6 +142,63 @@ def test_worker_node_trains_only(tmp_path, monkeypatch):
         train.node_rank()
 
 
+_ABORT_LOG = """***** train metrics *****
+  train_loss = 6.2
+terminate called without an active exception
+  rank      : 1 (local_rank: 1)
+  exitcode  : -6 (pid: 2)  (SIGABRT)
+Traceback (most recent call last):
+subprocess.CalledProcessError: Command '['torchrun', ...]' returned non-zero exit status 1.
+"""
+
+
+def _failing_cli(tmp_path: Path, monkeypatch, log: str) -> None:
+    """A stand-in llamafactory-cli (named fake: gloo's teardown race cannot be triggered on demand)
+    that prints `log` and exits 1."""
+    exe = tmp_path / "fake-llamafactory-cli"
+    exe.write_text(f"#!/bin/sh\ncat <<'LOG'\n{log}LOG\nexit 1\n")
+    exe.chmod(0o755)
+    monkeypatch.setattr(train, "llamafactory_cli", lambda: str(exe))
+
+
+def test_teardown_abort_after_all_outputs_is_a_warning(tmp_path, monkeypatch, capsys):
+    _failing_cli(tmp_path, monkeypatch, _ABORT_LOG)
+    out = tmp_path / "out"
+    out.mkdir()
+    for name in train.FINAL_OUTPUTS:
+        (out / name).write_text("{}")
+    train.run_llamafactory("train", Path("cfg.yaml"), {}, out / "llamafactory_train.log", out)
+    assert "every output in" in capsys.readouterr().err
+    assert "[aesthetic_llm] warning" in (out / "llamafactory_train.log").read_text()
+
+
+@pytest.mark.parametrize("missing", ["all_results.json", "trainer_state.json"])
+def test_teardown_abort_before_the_outputs_fails_with_the_root_cause(tmp_path, monkeypatch, capsys, missing):
+    _failing_cli(tmp_path, monkeypatch, _ABORT_LOG + "x\n" * 20)
+    out = tmp_path / "out"
+    out.mkdir()
+    for name in set(train.FINAL_OUTPUTS) - {missing}:
+        (out / name).write_text("{}")
+    with pytest.raises(UserError, match="failed \\(exit 1\\); full log"):
+        train.run_llamafactory("train", Path("cfg.yaml"), {}, out / "llamafactory_train.log", out)
+    err = capsys.readouterr().err
+    # the rank's root cause, not only the launcher traceback the tail holds
+    assert "exitcode  : -6" in err and "terminate called" in err
+
+
+def test_failures_without_the_teardown_signature_still_fail(tmp_path, monkeypatch):
+    _failing_cli(tmp_path, monkeypatch, _ABORT_LOG.replace(train.TEARDOWN_ABORT, "RuntimeError: boom"))
+    out = tmp_path / "out"
+    out.mkdir()
+    for name in train.FINAL_OUTPUTS:
+        (out / name).write_text("{}")
+    with pytest.raises(UserError, match="failed"):
+        train.run_llamafactory("train", Path("cfg.yaml"), {}, out / "llamafactory_train.log", out)
+    # and without a train_dir (worker nodes, export) nothing is tolerated
+    with pytest.raises(UserError, match="failed"):
+        train.run_llamafactory("train", Path("cfg.yaml"), {}, tmp_path / "w.log")
+
+
 # -- real runs on the tiny model (CPU) -----------------------------------------------------------------------
 
 
