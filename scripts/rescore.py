@@ -13,28 +13,12 @@ from pathlib import Path
 
 import yaml
 
-from aesthetic_llm.errors import UserError, cli_entry
+from aesthetic_llm.errors import cli_entry
 from aesthetic_llm.evaluate import evaluate_with_params
 from aesthetic_llm.io_utils import atomic_write_text, write_json
+from aesthetic_llm.param_sets import with_overrides
 from aesthetic_llm.params import Params
 from aesthetic_llm.predict import score_all
-
-
-def with_overrides(data: dict, sets: list[str]) -> dict:
-    """Apply `a.b=value` (value parsed as YAML) to the active profile: the top level on demo, its overlay otherwise."""
-    profile = data.get("profile", "demo")
-    for item in sets:
-        key, sep, raw = item.partition("=")
-        if not sep or not key:
-            raise UserError(f"--set {item!r}: expected key.path=value")
-        node = data if profile == "demo" else data.setdefault("profiles", {}).setdefault(profile, {})
-        *parents, leaf = key.split(".")
-        for part in parents:
-            node = node.setdefault(part, {})
-            if not isinstance(node, dict):
-                raise UserError(f"--set {item!r}: {part} is not a section")
-        node[leaf] = yaml.safe_load(raw)
-    return data
 
 
 @cli_entry

@@ -14,6 +14,7 @@ from PIL import Image
 
 from aesthetic_llm import train
 from aesthetic_llm.critic import measure, write_critique
+from aesthetic_llm.crossfit import crossfit_samples, source_folds
 from aesthetic_llm.errors import UserError
 from aesthetic_llm.io_utils import read_json
 from aesthetic_llm.lf_data import (
@@ -282,3 +283,37 @@ def test_each_preference_loss_runs_through_llamafactory(tiny_workspace, loss):
     assert cfg["pref_loss"] == loss and cfg["pref_ftx"] == 0.1
     assert summary["steps"] == 1 and np.isfinite(summary["train_loss"])
     assert (root / "models/dpo/model.safetensors").exists()
+
+
+@pytest.mark.slow
+def test_crossfit_answers_every_photo_with_a_fold_model_that_never_saw_it(tiny_workspace, monkeypatch):
+    root, model = tiny_workspace
+    records = json.loads((root / "sft" / f"{SFT_DATASET}.json").read_text())
+    anns = [
+        {"image_id": r["image_id"], "path": r["images"][0], "critique": r["messages"][1]["content"]} for r in records
+    ]
+    p = _params(
+        model={"name_or_path": str(model)},
+        sft={
+            "config": str(ROOT / "llamafactory_configs/demo/qwen2vl_full_sft.yaml"),
+            "per_device_train_batch_size": 2,
+            "extra": {**_SHORT, "max_steps": 1},
+        },
+        score={"max_new_tokens": 8, "batch_size": 4},
+    )
+    folds = source_folds(anns, 2, 0)
+    samples = crossfit_samples(p, anns, anns[:2], folds, root / "cf", 2)
+    assert set(samples) == {a["image_id"] for a in anns} and all(len(s) == 2 for s in samples.values())
+    for j, fold in enumerate(folds):
+        trained_on = {r["image_id"] for r in json.loads((root / f"cf/fold{j}/data/{SFT_DATASET}.json").read_text())}
+        answered = {
+            json.loads(line)["image_id"] for line in (root / f"cf/fold{j}/samples.jsonl").read_text().splitlines()
+        }
+        assert answered == set(fold) and not trained_on & set(fold) and trained_on  # ids are their own sources here
+        assert (root / f"cf/fold{j}/model/model.safetensors").exists()
+    # a finished fold is reused; a changed recipe (samples per image) trains again
+    monkeypatch.setattr(train, "train_stage", lambda *a, **k: pytest.fail("retrained a finished fold"))
+    assert crossfit_samples(p, anns, anns[:2], folds, root / "cf", 2) == samples
+    monkeypatch.setattr(train, "train_stage", lambda *a, **k: (_ for _ in ()).throw(RuntimeError("retrain")))
+    with pytest.raises(RuntimeError, match="retrain"):
+        crossfit_samples(p, anns, anns[:2], folds, root / "cf", 3)

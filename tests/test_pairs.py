@@ -15,6 +15,7 @@ import yaml
 from PIL import Image
 
 from aesthetic_llm.critic import measure, write_critique
+from aesthetic_llm.crossfit import source_folds
 from aesthetic_llm.errors import UserError
 from aesthetic_llm.levels import parse_rating_level
 from aesthetic_llm.lf_data import (
@@ -225,6 +226,18 @@ def test_split_for_dpo_keeps_whole_source_photos_out_of_sft():
         split_for_dpo(anns[:3], 0.5, 0)  # one source cannot be split
     with pytest.raises(UserError, match=r"dpo.sft_holdout: 1.0 is not in \[0, 1\)"):
         split_for_dpo(anns, 1.0, 0)
+
+
+def test_source_folds_partition_whole_source_photos():
+    anns = [{"image_id": f"train-src{s}-{i:04d}"} for s in range(7) for i in range(2)]
+    folds = source_folds(anns, 3, 0)
+    flat = [g for f in folds for g in f]
+    assert sorted(flat) == [f"src{s}" for s in range(7)] and len(set(flat)) == 7  # disjoint, complete
+    assert sorted(len(f) for f in folds) == [2, 2, 3]
+    assert source_folds(anns, 3, 0) == folds and source_folds(anns, 3, 1) != folds  # seeded
+    for k in (1, 8):
+        with pytest.raises(UserError, match=f"--folds {k}: need 2 <= folds <= 7"):
+            source_folds(anns, k, 0)
 
 
 def test_sft_and_dpo_data_use_disjoint_sources_with_a_holdout(tmp_path):

@@ -1,31 +1,25 @@
 """scripts/rescore.py: scoring params applied to the active profile, and its one-line errors."""
 
-import importlib.util
 import subprocess
 import sys
 
 import pytest
 
 from aesthetic_llm.errors import UserError
+from aesthetic_llm.param_sets import with_overrides
 
 from .conftest import ROOT
 
-spec = importlib.util.spec_from_file_location("rescore", ROOT / "scripts/rescore.py")
-rescore = importlib.util.module_from_spec(spec)
-spec.loader.exec_module(rescore)
-
 
 def test_overrides_go_to_the_active_profile():
-    demo = rescore.with_overrides(
-        {"profile": "demo", "score": {"mode": "cot"}}, ["score.mode=cot_sampled", "score.samples=4"]
-    )
+    demo = with_overrides({"profile": "demo", "score": {"mode": "cot"}}, ["score.mode=cot_sampled", "score.samples=4"])
     assert demo["score"] == {"mode": "cot_sampled", "samples": 4}
-    paper = rescore.with_overrides({"profile": "paper", "score": {"mode": "cot"}}, ["score.samples=4"])
+    paper = with_overrides({"profile": "paper", "score": {"mode": "cot"}}, ["score.samples=4"])
     assert paper["score"] == {"mode": "cot"} and paper["profiles"]["paper"]["score"] == {"samples": 4}
     with pytest.raises(UserError, match="expected key.path=value"):
-        rescore.with_overrides({}, ["score.samples"])
+        with_overrides({}, ["score.samples"])
     with pytest.raises(UserError, match="mode is not a section"):
-        rescore.with_overrides({"score": {"mode": "cot"}}, ["score.mode.x=1"])
+        with_overrides({"score": {"mode": "cot"}}, ["score.mode.x=1"])
 
 
 def test_bad_params_file_fails_before_writing(tmp_path):

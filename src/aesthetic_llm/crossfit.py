@@ -1,0 +1,94 @@
+"""Cross-fitted answers for DPO pairs: every train photo answered by an SFT model that never saw it.
+
+The train source photos (lf_data.source_group; single images on AVA) go into k seeded folds. Fold model j
+is the SFT recipe trained on the other folds, and it samples answers on fold j only. The pairs
+(on_policy or gold_vs_policy) then cover every train photo with the errors an SFT model makes on new
+photos — on its own training photos it is near-perfect — while DPO still starts from the full SFT model.
+The price is k extra SFT runs; `scripts/crossfit_dpo.py` runs it beside the pipeline (README notebook row 30).
+"""
+
+from __future__ import annotations
+
+import random
+from pathlib import Path
+from typing import Any
+
+from .errors import UserError
+from .io_utils import read_json, read_jsonl, write_json, write_jsonl
+from .lf_data import SFT_DATASET, SFT_VAL_DATASET, sft_records, source_group, write_sft_dataset
+from .params import Params, deep_merge
+
+Samples = dict[str, list[tuple[str, int | None]]]
+
+
+def source_folds(annotations: list[dict[str, Any]], k: int, seed: int) -> list[list[str]]:
+    """k disjoint, seeded folds of the train source groups, sizes differing by at most one."""
+    groups = sorted({source_group(a["image_id"]) for a in annotations})
+    if not 2 <= k <= len(groups):
+        raise UserError(f"crossfit: --folds {k}: need 2 <= folds <= {len(groups)} (the train source photos)")
+    random.Random(seed).shuffle(groups)
+    return [sorted(groups[i::k]) for i in range(k)]
+
+
+def _read_samples(path: Path) -> Samples:
+    return {r["image_id"]: [(a["text"], a["level"]) for a in r["answers"]] for r in read_jsonl(path)}
+
+
+def crossfit_samples(
+    p: Params,
+    train: list[dict[str, Any]],
+    val: list[dict[str, Any]],
+    folds: list[list[str]],
+    work_dir: Path,
+    samples_per_image: int,
+) -> Samples:
+    """Train fold model j on the other folds (final checkpoint: it only answers) and sample on fold j.
+
+    Resumable: a fold whose `fold.json` records the same photos, base model and sample count is reused.
+    """
+    from .on_policy import sample_answers
+    from .train import train_stage
+
+    n = p.int("levels.num_levels", lo=2)
+    base = p.str("model.name_or_path")
+    samples: Samples = {}
+    for j, fold in enumerate(folds):
+        fold_dir = work_dir / f"fold{j}"
+        record = {"photos": fold, "base": base, "samples_per_image": samples_per_image, "seed": p.int("seed")}
+        done, answers = fold_dir / "fold.json", fold_dir / "samples.jsonl"
+        if done.exists() and answers.exists() and read_json(done) == record:
+            print(f"crossfit fold {j}: reusing {answers}", flush=True)
+            samples.update(_read_samples(answers))
+            continue
+        keep = set(fold)
+        others = [a for a in train if source_group(a["image_id"]) not in keep]
+        held = [a for a in train if source_group(a["image_id"]) in keep]
+        data_dir = fold_dir / "data"
+        write_sft_dataset(data_dir, {SFT_DATASET: sft_records(others, n), SFT_VAL_DATASET: sft_records(val, n)})
+        model_dir = fold_dir / "model"
+        name = f"crossfit_fold{j}"
+        # the SFT recipe into the fold's own dir, final checkpoint (no val selection: the model only answers)
+        fold_p = Params(deep_merge(p.data, {name: {"output_dir": str(model_dir)}, "sft": {"select_checkpoint": False}}))
+        train_stage(
+            fold_p, "sft", base, reports_dir=fold_dir / "reports", name=name, dataset={"dataset_dir": str(data_dir)}
+        )
+        got = sample_answers(
+            model_dir,
+            held,
+            n,
+            k=samples_per_image,
+            temperature=p.num("dpo.on_policy_temperature", 1.0, lo=1e-6),
+            max_new_tokens=p.int("dpo.on_policy_max_new_tokens", p.int("score.max_new_tokens", lo=1), lo=1),
+            batch_size=p.int("score.batch_size", lo=1),
+            seed=p.int("seed"),
+        )
+        write_jsonl(
+            answers, [{"image_id": i, "answers": [{"text": t, "level": lv} for t, lv in s]} for i, s in got.items()]
+        )
+        write_json(done, record)
+        print(
+            f"crossfit fold {j} ({', '.join(fold)}): {len(held)} images answered by a model trained on the rest",
+            flush=True,
+        )
+        samples.update(got)
+    return samples
