@@ -14,7 +14,7 @@ from pathlib import Path
 from typing import Any
 
 from .errors import UserError
-from .io_utils import read_json, read_jsonl, write_json, write_jsonl
+from .io_utils import read_json, read_jsonl, sha256_file, write_json, write_jsonl
 from .lf_data import SFT_DATASET, SFT_VAL_DATASET, sft_records, source_group, write_sft_dataset
 from .params import Params, deep_merge
 
@@ -44,17 +44,30 @@ def crossfit_samples(
 ) -> Samples:
     """Train fold model j on the other folds (final checkpoint: it only answers) and sample on fold j.
 
-    Resumable: a fold whose `fold.json` records the same photos, base model and sample count is reused.
+    Resumable: a fold whose `fold.json` records the same photos and recipe (base weights, SFT params,
+    sampling) is reused.
     """
     from .on_policy import sample_answers
     from .train import train_stage
 
     n = p.int("levels.num_levels", lo=2)
     base = p.str("model.name_or_path")
+    weights = Path(base) / "model.safetensors"  # a hub id (paper profile) is keyed by its name
+    temperature = p.num("dpo.on_policy_temperature", 1.0, lo=1e-6)
+    max_new = p.int("dpo.on_policy_max_new_tokens", p.int("score.max_new_tokens", lo=1), lo=1)
+    recipe = {
+        "base": base,
+        "base_sha256": sha256_file(weights) if weights.exists() else None,
+        "sft": p.get("sft"),
+        "samples_per_image": samples_per_image,
+        "temperature": temperature,
+        "max_new_tokens": max_new,
+        "seed": p.int("seed"),
+    }
     samples: Samples = {}
     for j, fold in enumerate(folds):
         fold_dir = work_dir / f"fold{j}"
-        record = {"photos": fold, "base": base, "samples_per_image": samples_per_image, "seed": p.int("seed")}
+        record = {"photos": fold, **recipe}
         done, answers = fold_dir / "fold.json", fold_dir / "samples.jsonl"
         if done.exists() and answers.exists() and read_json(done) == record:
             print(f"crossfit fold {j}: reusing {answers}", flush=True)
@@ -77,8 +90,8 @@ def crossfit_samples(
             held,
             n,
             k=samples_per_image,
-            temperature=p.num("dpo.on_policy_temperature", 1.0, lo=1e-6),
-            max_new_tokens=p.int("dpo.on_policy_max_new_tokens", p.int("score.max_new_tokens", lo=1), lo=1),
+            temperature=temperature,
+            max_new_tokens=max_new,
             batch_size=p.int("score.batch_size", lo=1),
             seed=p.int("seed"),
         )
