@@ -16,16 +16,11 @@ import json
 from collections import Counter
 from pathlib import Path
 
-import yaml
-
 from aesthetic_llm.crossfit import crossfit_samples, source_folds
 from aesthetic_llm.errors import UserError, cli_entry
-from aesthetic_llm.evaluate import evaluate_with_params
-from aesthetic_llm.io_utils import atomic_write_text, write_json
+from aesthetic_llm.io_utils import write_json
 from aesthetic_llm.lf_data import gold_vs_policy_pairs, load_annotations, on_policy_pairs, pair_stats, write_dpo_dataset
-from aesthetic_llm.param_sets import with_overrides
-from aesthetic_llm.params import Params
-from aesthetic_llm.predict import score_all
+from aesthetic_llm.side_runs import params_with_sets, score_and_evaluate
 from aesthetic_llm.train import train_stage
 
 PAIRS = {"on_policy": on_policy_pairs, "gold_vs_policy": gold_vs_policy_pairs}
@@ -42,19 +37,13 @@ def main() -> None:
     ap.add_argument("--out-dir", type=Path, required=True)
     ap.add_argument("--work-dir", type=Path, default=None)
     args = ap.parse_args()
-    Params.load(args.params)  # a broken file is a one-line error before anything is written
     work = args.work_dir or Path("runs/crossfit") / args.out_dir.name
-    raw = yaml.safe_load(Path(args.params).read_text(encoding="utf-8"))
     own = [
         f"dpo.output_dir={work / 'dpo'}",
         f"dpo.pair_strategy={args.pairs}",
         f"score.out={args.out_dir / 'predictions.csv'}",
     ]
-    data = with_overrides(raw, args.set + own)
-    args.out_dir.mkdir(parents=True, exist_ok=True)
-    used = args.out_dir / "params.yaml"
-    atomic_write_text(used, yaml.safe_dump(data, sort_keys=False))
-    p = Params.load(used)
+    p = params_with_sets(args.params, args.set + own, args.out_dir)
 
     ann = Path(p.str("annotate.out_dir"))
     train = load_annotations(ann / "train.jsonl")
@@ -80,10 +69,7 @@ def main() -> None:
         dataset={"dataset_dir": str(work / "dpo_data")},
     )
 
-    summary = score_all(p, Path(p.str("score.out")))
-    metrics = evaluate_with_params(p, Path(p.str("score.out")), Path(p.str("data.out_dir")) / "hard_pairs.csv")
-    metrics["profile"], metrics["scoring_seconds"] = p.profile, summary["seconds"]
-    write_json(args.out_dir / "metrics.json", metrics)
+    metrics = score_and_evaluate(p, args.out_dir)
     for split, m in metrics["models"]["dpo"].items():
         keys = (
             "srcc",

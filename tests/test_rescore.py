@@ -1,4 +1,4 @@
-"""scripts/rescore.py: scoring params applied to the active profile, and its one-line errors."""
+"""scripts/rescore.py and crossfit_dpo.py (side_runs): params applied to the active profile, one-line errors."""
 
 import subprocess
 import sys
@@ -6,7 +6,7 @@ import sys
 import pytest
 
 from aesthetic_llm.errors import UserError
-from aesthetic_llm.param_sets import with_overrides
+from aesthetic_llm.side_runs import with_overrides
 
 from .conftest import ROOT
 
@@ -22,11 +22,12 @@ def test_overrides_go_to_the_active_profile():
         with_overrides({"score": {"mode": "cot"}}, ["score.mode.x=1"])
 
 
-def test_bad_params_file_fails_before_writing(tmp_path):
+@pytest.mark.parametrize("script", ["rescore.py", "crossfit_dpo.py"])
+def test_bad_params_file_fails_before_writing(tmp_path, script):
     bad = tmp_path / "params.yaml"
     bad.write_text("seed: [1,\n")
     proc = subprocess.run(
-        [sys.executable, str(ROOT / "scripts/rescore.py"), "--params", str(bad), "--out-dir", str(tmp_path / "out")],
+        [sys.executable, str(ROOT / "scripts" / script), "--params", str(bad), "--out-dir", str(tmp_path / "out")],
         capture_output=True,
         text=True,
         cwd=ROOT,

@@ -1,0 +1,57 @@
+"""What the scripts that run beside the pipeline share (rescore, crossfit_dpo): `--set key.path=value`
+overrides, the params file saved next to the numbers it produced, and scoring + evaluation as the
+pipeline's score and evaluate stages do them.
+
+Kept out of params.py and the stage modules, which DVC stages depend on.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from .errors import UserError
+from .io_utils import atomic_write_text, write_json
+from .params import Params
+
+
+def with_overrides(data: dict, sets: list[str]) -> dict:
+    """Apply `a.b=value` (value parsed as YAML) to the active profile: the top level on demo, its overlay otherwise."""
+    profile = data.get("profile", "demo")
+    for item in sets:
+        key, sep, raw = item.partition("=")
+        if not sep or not key:
+            raise UserError(f"--set {item!r}: expected key.path=value")
+        node = data if profile == "demo" else data.setdefault("profiles", {}).setdefault(profile, {})
+        *parents, leaf = key.split(".")
+        for part in parents:
+            node = node.setdefault(part, {})
+            if not isinstance(node, dict):
+                raise UserError(f"--set {item!r}: {part} is not a section")
+        node[leaf] = yaml.safe_load(raw)
+    return data
+
+
+def params_with_sets(params_path: Path, sets: list[str], out_dir: Path) -> Params:
+    """params_path with `sets` applied, saved as out_dir/params.yaml (beside the numbers it will produce)."""
+    Params.load(params_path)  # a broken file is a one-line error before anything is written
+    data = with_overrides(yaml.safe_load(Path(params_path).read_text(encoding="utf-8")), sets)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    used = out_dir / "params.yaml"
+    atomic_write_text(used, yaml.safe_dump(data, sort_keys=False))
+    return Params.load(used)
+
+
+def score_and_evaluate(p: Params, out_dir: Path) -> dict[str, Any]:
+    """Score every model into score.out and evaluate it (the evaluate stage's metrics) into out_dir/metrics.json."""
+    from .evaluate import evaluate_with_params
+    from .predict import score_all
+
+    predictions = Path(p.str("score.out"))
+    summary = score_all(p, predictions)
+    metrics = evaluate_with_params(p, predictions, Path(p.str("data.out_dir")) / "hard_pairs.csv")
+    metrics["profile"], metrics["scoring_seconds"] = p.profile, summary["seconds"]
+    write_json(out_dir / "metrics.json", metrics)
+    return metrics
