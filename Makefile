@@ -57,8 +57,8 @@ $(QALIGN_STAMP): $(QALIGN_LOCK)
 	@touch $@
 	@echo "environment ready: $(QALIGN_VENV) ($$(du -sh $(QALIGN_VENV) | cut -f1)); used by the published_qalign stage"
 
-reproduce: setup ## Run the whole pipeline (dvc repro) on PROFILE (default demo)
-	$(BIN)/python scripts/preflight.py --profile $(PROFILE)
+reproduce: setup ## Run the whole pipeline (dvc repro) on PROFILE (default demo); SEEDS=N trains N seeds
+	$(BIN)/python scripts/preflight.py --profile $(PROFILE) $(if $(SEEDS),--seeds $(SEEDS))
 	$(BIN)/dvc repro
 	@echo "report: reports/report.md"
 

@@ -100,9 +100,13 @@ def _metrics_at(rev: str, metrics_path: str, fallback: dict[str, Any] | None) ->
     return fallback
 
 
-def _train_metrics(rev: str, model: str) -> dict[str, Any] | None:
-    """The train stage's summary (losses, selected checkpoint) from the run's own commit."""
-    return _metrics_at(rev, f"reports/train/{model}_metrics.json", None)
+def _train_metrics(rev: str, model: str, seeds: list[int]) -> dict[str, Any] | None:
+    """The train stage's summary (losses, selected checkpoint) of the first training seed, from the run's own
+    commit (runs from before training seeds kept one flat reports/train/)."""
+    first = f"reports/train/seed{seeds[0]}/{model}_metrics.json" if seeds else None
+    return (_metrics_at(rev, first, None) if first else None) or _metrics_at(
+        rev, f"reports/train/{model}_metrics.json", None
+    )
 
 
 def collect(
@@ -152,7 +156,9 @@ def collect(
                 "hard_diff_vs_sft_ci": hard.get("pair_acc_diff_vs_sft_ci"),
                 "test_diff_vs_sft": _dig(m, "test.srcc_diff_vs_sft"),
                 "test_diff_vs_sft_ci": _dig(m, "test.srcc_diff_vs_sft_ci"),
-                "train": {k: _dig(train, k) for k in TRAIN_KEYS} if (train := _train_metrics(rev, model)) else {},
+                "train": {k: _dig(train, k) for k in TRAIN_KEYS}
+                if (train := _train_metrics(rev, model, params.get("seeds") or []))
+                else {},
             }
         )
     rows.sort(key=lambda r: (r["val_srcc"] is None, -(r["val_srcc"] or 0.0), -(r["hard_pair_acc"] or 0.0)))

@@ -20,6 +20,8 @@ from aesthetic_llm.crossfit import crossfit_samples, source_folds
 from aesthetic_llm.errors import UserError, cli_entry
 from aesthetic_llm.io_utils import write_json
 from aesthetic_llm.lf_data import gold_vs_policy_pairs, load_annotations, on_policy_pairs, pair_stats, write_dpo_dataset
+from aesthetic_llm.params import pin_numerics, training_seeds
+from aesthetic_llm.paths import seed_dir
 from aesthetic_llm.side_runs import params_with_sets, score_and_evaluate
 from aesthetic_llm.train import train_stage
 
@@ -34,6 +36,7 @@ def main() -> None:
     ap.add_argument("--fold-seed", type=int, default=None, help="which photos go together (default: seed)")
     ap.add_argument("--pairs", choices=sorted(PAIRS), default="on_policy")
     ap.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help="any param (repeatable)")
+    ap.add_argument("--seed", type=int, default=None, help="training seed (default: the first of `seeds`)")
     ap.add_argument("--out-dir", type=Path, required=True)
     ap.add_argument("--work-dir", type=Path, default=None)
     args = ap.parse_args()
@@ -41,9 +44,11 @@ def main() -> None:
     own = [
         f"dpo.output_dir={work / 'dpo'}",
         f"dpo.pair_strategy={args.pairs}",
-        f"score.out={args.out_dir / 'predictions.csv'}",
+        f"score.out_dir={args.out_dir / 'predictions'}",
     ]
     p = params_with_sets(args.params, args.set + own, args.out_dir)
+    pin_numerics(p)
+    seed = training_seeds(p)[0] if args.seed is None else args.seed
 
     ann = Path(p.str("annotate.out_dir"))
     train = load_annotations(ann / "train.jsonl")
@@ -51,7 +56,7 @@ def main() -> None:
     fold_seed = p.int("seed") if args.fold_seed is None else args.fold_seed
     folds = source_folds(train, args.folds, fold_seed)
     n = p.int("levels.num_levels", lo=2)
-    samples = crossfit_samples(p, train, val, folds, work, p.int("dpo.on_policy_samples", 4, lo=2))
+    samples = crossfit_samples(p, train, val, folds, work, p.int("dpo.on_policy_samples", lo=2), seed)
 
     dropped: Counter = Counter()
     pairs = PAIRS[args.pairs](train, samples, n, dropped)
@@ -64,12 +69,14 @@ def main() -> None:
     train_stage(
         p,
         "dpo",
-        p.str("sft.output_dir"),
+        seed_dir(p.str("sft.output_dir"), seed),
+        seed=seed,
+        out_dir=seed_dir(p.str("dpo.output_dir"), seed),
         reports_dir=args.out_dir / "train",
         dataset={"dataset_dir": str(work / "dpo_data")},
     )
 
-    metrics = score_and_evaluate(p, args.out_dir)
+    metrics = score_and_evaluate(p, args.out_dir, seeds=[seed])
     for split, m in metrics["models"]["dpo"].items():
         keys = (
             "srcc",

@@ -1,5 +1,5 @@
 #!/usr/bin/env python
-"""DVC stage `dpo_data`: preference pairs (dpo.pair_strategy) and their statistics (pair_stats.json).
+"""DVC stage `dpo_data@<seed>`: preference pairs (dpo.pair_strategy) and their statistics (pair_stats.json).
 
 near_level (the study's hard pairs) | far_level (wrong level >= dpo.far_min_gap away) | on_policy (k answers
 sampled from the SFT model: closest written level vs farthest) | gold_vs_policy (the gold critique vs the
@@ -25,10 +25,11 @@ from aesthetic_llm.lf_data import (
     write_dpo_dataset,
 )
 from aesthetic_llm.params import Params, stage_args
+from aesthetic_llm.paths import seed_dir
 
 
-def build_pairs(p: Params, strategy: str, annotations: list[dict], out: Path) -> tuple[list[dict], Counter]:
-    num_levels, seed = p.int("levels.num_levels", lo=2), p.int("seed")
+def build_pairs(p: Params, strategy: str, annotations: list[dict], out: Path, seed: int) -> tuple[list[dict], Counter]:
+    num_levels = p.int("levels.num_levels", lo=2)
     per_image = p.int("dpo.pairs_per_image", lo=1)
     dropped: Counter = Counter()
     if strategy == "near_level":
@@ -45,12 +46,12 @@ def build_pairs(p: Params, strategy: str, annotations: list[dict], out: Path) ->
         from aesthetic_llm.on_policy import sample_answers
 
         samples = sample_answers(
-            p.str("sft.output_dir"),
+            seed_dir(p.str("sft.output_dir"), seed),
             annotations,
             num_levels,
             k=p.int("dpo.on_policy_samples", 4, lo=2),
             temperature=p.num("dpo.on_policy_temperature", 1.0, lo=1e-6),
-            max_new_tokens=p.int("dpo.on_policy_max_new_tokens", p.int("score.max_new_tokens", lo=1), lo=1),
+            max_new_tokens=p.int("dpo.on_policy_max_new_tokens", lo=1),
             batch_size=p.int("score.batch_size", lo=1),
             seed=seed,
         )
@@ -65,16 +66,16 @@ def build_pairs(p: Params, strategy: str, annotations: list[dict], out: Path) ->
 
 @cli_entry
 def main() -> None:
-    p, args = stage_args(__doc__, out="data/llamafactory/dpo")
+    p, args = stage_args(__doc__, seeded=True)
     strategy = p.str("dpo.pair_strategy", choices=PAIR_STRATEGIES)
-    out = Path(args.out)
+    out = seed_dir(p.str("dpo.data_dir"), args.seed)
     out.mkdir(parents=True, exist_ok=True)
     for stale in ("on_policy_samples.jsonl",):
         (out / stale).unlink(missing_ok=True)
     train = load_annotations(Path(p.str("annotate.out_dir")) / "train.jsonl")
     # dpo.sft_holdout > 0: pairs only from the source photos SFT never saw (the same seeded choice as sft_data).
     _, annotations, held = split_for_dpo_from_params(p, train)
-    pairs, dropped = build_pairs(p, strategy, annotations, out)
+    pairs, dropped = build_pairs(p, strategy, annotations, out, args.seed)
     stats = pair_stats(strategy, annotations, pairs, dropped)
     stats["sft_holdout_sources"] = held
     write_json(out / "pair_stats.json", stats)

@@ -1,5 +1,5 @@
 #!/usr/bin/env python
-"""DVC stage `report`: reports/report.md with the results table and figures."""
+"""DVC stage `report`: reports/report.md with the results over training seeds, comparisons and figures."""
 
 import argparse
 from pathlib import Path
@@ -8,7 +8,8 @@ import yaml
 
 from aesthetic_llm.errors import cli_entry
 from aesthetic_llm.io_utils import atomic_write_text
-from aesthetic_llm.params import Params
+from aesthetic_llm.params import Params, training_seeds
+from aesthetic_llm.paths import predictions_file, seed_dir, train_reports
 from aesthetic_llm.report import build_report
 
 
@@ -19,14 +20,16 @@ def main() -> None:
     ap.add_argument("--out", type=Path, default=Path("reports/report.md"))
     args = ap.parse_args()
     p = Params.load(args.params)
+    seeds = training_seeds(p)
     atomic_write_text(args.out.parent / "params_used.yaml", yaml.safe_dump(p.data, sort_keys=False))
     build_report(
         Path("reports/metrics.json"),
-        Path(p.str("score.out")),
-        Path("reports/train"),
+        [predictions_file(p.str("score.out_dir"), s) for s in (None, *seeds)],
+        {s: train_reports(s) for s in seeds},
         Path(p.str("data.out_dir")) / "stats.json",
         args.out,
         p.data,
+        {s: seed_dir(p.str("dpo.data_dir"), s) / "pair_stats.json" for s in seeds},
     )
     print(f"wrote {args.out}")
 

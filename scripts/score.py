@@ -1,18 +1,20 @@
 #!/usr/bin/env python
-"""DVC stage `score`: level-probability scores of zero-shot / SFT / DPO models on every eval split."""
+"""DVC stage `score@<seed>`: level-probability scores of one training seed's models (no-CoT, SFT, DPO)."""
 
 import json
 from pathlib import Path
 
 from aesthetic_llm.errors import cli_entry
 from aesthetic_llm.params import stage_args
+from aesthetic_llm.paths import predictions_file
 from aesthetic_llm.predict import score_all
 
 
 @cli_entry
 def main() -> None:
-    p, _ = stage_args(__doc__)
-    print(json.dumps(score_all(p, Path(p.str("score.out")))))
+    p, args = stage_args(__doc__, seeded=True)
+    out = predictions_file(p.str("score.out_dir"), args.seed)
+    print(json.dumps(score_all(p, Path(out), args.seed)))
 
 
 if __name__ == "__main__":

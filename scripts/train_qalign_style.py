@@ -1,27 +1,31 @@
 #!/usr/bin/env python
-"""DVC stage `qalign_style`: the no-CoT ablation — the SFT recipe and hyper-parameters, but the answer
-is the plain "Rating Level: N" (Q-Align-style training, no critique). Scored in `direct` mode."""
+"""DVC stage `qalign_style@<seed>`: the no-CoT ablation — the SFT recipe and hyper-parameters, but the
+answer is the plain "Rating Level: N" (Q-Align-style training, no critique). Scored in `direct` mode."""
 
 import json
 
 from aesthetic_llm.errors import cli_entry
 from aesthetic_llm.lf_data import PLAIN_DATASET, PLAIN_VAL_DATASET
 from aesthetic_llm.params import stage_args
+from aesthetic_llm.paths import seed_dir, train_reports
 from aesthetic_llm.train import train_stage
 
 
 @cli_entry
 def main() -> None:
-    p, _ = stage_args(__doc__)
+    p, args = stage_args(__doc__, seeded=True)
     summary = train_stage(
         p,
         "sft",
         p.str("model.name_or_path"),
+        seed=args.seed,
+        out_dir=seed_dir(p.str("qalign_style.output_dir"), args.seed),
+        reports_dir=train_reports(args.seed),
         name="qalign_style",
         dataset={"dataset": PLAIN_DATASET, "eval_dataset": PLAIN_VAL_DATASET},
         score_mode="direct",
     )
-    print(json.dumps(summary))
+    print(json.dumps({k: v for k, v in summary.items() if k != "environment"}))
 
 
 if __name__ == "__main__":

@@ -1,17 +1,22 @@
 #!/usr/bin/env python
-"""DVC stage `sft`: CoT supervised fine-tuning with llamafactory-cli from the base model."""
+"""DVC stage `sft@<seed>`: CoT supervised fine-tuning with llamafactory-cli from the base model, one training seed."""
 
 import json
 
 from aesthetic_llm.errors import cli_entry
 from aesthetic_llm.params import stage_args
+from aesthetic_llm.paths import seed_dir, train_reports
 from aesthetic_llm.train import train_stage
 
 
 @cli_entry
 def main() -> None:
-    p, _ = stage_args(__doc__)
-    print(json.dumps(train_stage(p, "sft", p.str("model.name_or_path"))))
+    p, args = stage_args(__doc__, seeded=True)
+    out = seed_dir(p.str("sft.output_dir"), args.seed)
+    summary = train_stage(
+        p, "sft", p.str("model.name_or_path"), seed=args.seed, out_dir=out, reports_dir=train_reports(args.seed)
+    )
+    print(json.dumps({k: v for k, v in summary.items() if k != "environment"}))
 
 
 if __name__ == "__main__":

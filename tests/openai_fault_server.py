@@ -2,7 +2,8 @@
 
 Faults are drawn per request from a generator seeded by (seed, image, attempt number at the server), so an
 image's sequence of faults is the same whatever the client's concurrency or ordering. A valid answer is written
-for the level found in the prompt ("... level N ...") and echoes usage token counts.
+for the level found in the prompt ("... level N ...") and echoes usage token counts; its analysis is drawn from
+`analyses` (digit-free by default; NUMBERS_ANALYSES quote camera settings, counts and years, as real critics do).
 
     with FaultServer(p_429=0.15, p_500=0.1) as srv:     # background thread, random free port
         client(base_url=srv.url, api_key=srv.api_key)
@@ -33,7 +34,14 @@ VALID_ANALYSIS = (
     "Analysis: The exposure is even across the frame, edges are reasonably crisp, noise is modest and the "
     "colours are natural, while the composition keeps the subject clear."
 )
-MALFORMED_KINDS = ("wrong_level", "digits", "missing_level")
+# Critiques with ordinary numbers (camera settings, counts, years): valid, the validator must keep them.
+NUMBERS_ANALYSES = (
+    "Analysis: Shot at f/1.8 with two people in frame, 3 windows behind them and a 1970s palette with a 35mm "
+    "look; the focus is soft.",
+    "Analysis: At ISO 3200 and 1/250 s the 4K frame keeps 12 lanterns sharp; the 16:9 crop follows the rule of thirds.",
+    "Analysis: An 85mm lens at f/2 isolates one face among 5 figures, and the colours recall a 1990s print.",
+)
+MALFORMED_KINDS = ("wrong_level", "score_leak", "missing_level")
 
 
 @dataclass
@@ -48,6 +56,7 @@ class FaultConfig:
     latency_s: float = 0.0  # fixed latency of every answer (benchmark mode)
     seed: int = 0
     api_key: str | None = "test-key"  # None accepts any key; a mismatch -> 401
+    analyses: tuple[str, ...] = (VALID_ANALYSIS,)  # a valid answer's analysis, drawn per request
 
 
 def image_key(data_url: str) -> str:
@@ -141,15 +150,17 @@ class FaultServer:
             assert request.transport is not None
             request.transport.abort()  # the client sees a connection reset / server disconnect
             raise asyncio.CancelledError
-        answer = f"{VALID_ANALYSIS} Rating Level: {level}"
+        analyses = self.cfg.analyses
+        analysis = analyses[0] if len(analyses) == 1 else rng.choice(analyses)  # one: the draws stay as they were
+        answer = f"{analysis} Rating Level: {level}"
         if fault == "malformed":
             kind = rng.choice(MALFORMED_KINDS)
             if kind == "wrong_level":
-                answer = f"{VALID_ANALYSIS} Rating Level: {level % 10 + 1}"
-            elif kind == "digits":
+                answer = f"{analysis} Rating Level: {level % 10 + 1}"
+            elif kind == "score_leak":  # the score stated in the analysis
                 answer = f"Analysis: I would give it 7 out of 10 for its colours. Rating Level: {level}"
             else:
-                answer = VALID_ANALYSIS
+                answer = analysis
         usage = {"prompt_tokens": len(text) // 4 + len(url) // 1000 + 1, "completion_tokens": len(answer) // 4}
         usage["total_tokens"] = usage["prompt_tokens"] + usage["completion_tokens"]
         return web.json_response(
@@ -218,11 +229,13 @@ def main() -> None:
     for name in ("p_429", "p_500", "p_slow", "p_malformed", "p_drop"):
         ap.add_argument(f"--{name.replace('_', '-')}", dest=name, type=float, default=0.0)
     ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--numbers", action="store_true", help="answers with ordinary numbers (f/1.8, ISO 3200, …)")
     args = ap.parse_args()
     cfg = FaultConfig(
         latency_s=args.latency,
         api_key=args.api_key,
         seed=args.seed,
+        analyses=NUMBERS_ANALYSES if args.numbers else (VALID_ANALYSIS,),
         **{k: getattr(args, k) for k in ("p_429", "p_500", "p_slow", "p_malformed", "p_drop")},
     )
     srv = FaultServer(cfg).start()

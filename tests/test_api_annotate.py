@@ -28,13 +28,14 @@ from aesthetic_llm.api_annotate import (
     format_summary,
     load_items,
     load_log,
+    score_leak,
     validate_answer,
 )
 from aesthetic_llm.errors import UserError
 from aesthetic_llm.io_utils import write_csv
 from aesthetic_llm.levels import mos_to_level
 from aesthetic_llm.params import Params
-from tests.openai_fault_server import VALID_ANALYSIS, FaultServer, image_key
+from tests.openai_fault_server import NUMBERS_ANALYSES, VALID_ANALYSIS, FaultServer, image_key
 
 ROOT = Path(__file__).resolve().parents[1]
 KEY = "sk-test-DISTINCTIVE-9f3c7a1e5b"
@@ -76,6 +77,83 @@ def test_validate_answer():
     assert "end with" in validate_answer(VALID_ANALYSIS, 7, 10)[1]
     assert "end with" in validate_answer("Analysis: fine. Rating Level: 7 because it is nice", 7, 10)[1]
     assert "end with" in validate_answer("Analysis: fine. Rating Level: 11", 7, 10)[1]
+
+
+# Real critiques quote camera settings, counts and years: none of these states the score.
+ORDINARY_NUMBERS = [
+    "Analysis: Taken in 2019 at ISO 3200, the grain is visible but the colours hold.",
+    "Analysis: Shot at f/2.8 with an 85mm lens, one face is sharp and the other 4 figures blur.",
+    "Analysis: A 1/250 s exposure freezes the 2 cyclists; the horizon sits on the rule of thirds.",
+    "Analysis: The 16:9 frame in 4K shows 12 lanterns and three children at eye level.",
+    "Analysis: The 1970s film look and the 24mm wide angle suit a street with 5 shop fronts.",
+    "Analysis: At one point the light falls on two points of interest, a 3-point lighting setup.",
+    "Analysis: The noise level at ISO 6400 is high and the camera is held level, 2 stops under.",
+    "Analysis: 1/60 s at f/8 keeps the 3 boats sharp, giving it two distinct layers.",
+    "Analysis: Two out of three windows are lit; the 1/10 s shutter blurs the water.",
+    "Analysis: The colour grading of the 1990s gives a warm cast over the 20 rooftops of the 10th street.",
+    "Analysis: A strong one: the 50mm view of 10 chairs in a row, a 2:3 crop and 7 people at the table.",
+]
+SCORE_LEAKS = [
+    "Analysis: The score of 7 reflects the even light.",
+    "Analysis: It is rated 7 for its even light.",
+    "Analysis: A 7 out of 10 photo with even light.",
+    "Analysis: The light is even and it deserves an 8.",
+    "Analysis: The light is even, a level 6 picture.",
+    "Analysis: The light is even, seven out of ten.",
+    "Analysis: It earns 6.5 points for colour.",
+    "Analysis: Viewers put it at MOS 5.8, with even light.",
+    "Analysis: Weak detail, 3/10.",
+    "Analysis: The colours are pleasant, overall a solid seven.",
+    "Analysis: I would rate this a 6 for composition.",
+    "Analysis: The colours are fine. Overall: 7.",
+    "Analysis: The colours are fine.\n7\n",
+    "Analysis: Exposure, sharpness and colour are all fine, 85/100.",
+]
+
+
+def test_validate_answer_keeps_ordinary_numbers_and_rejects_stated_scores():
+    text = (
+        "Analysis: Shot at f/1.8 with two people in frame, 3 windows behind them and a 1970s palette with a 35mm "
+        "look; the focus is soft. Rating Level: 7"
+    )
+    assert validate_answer(text, 7, 10) == (text, "")
+    critique, why = validate_answer("Analysis: I'd give it 7/10 for the colours. Rating Level: 7", 7, 10)
+    assert critique is None and why == "analysis states a score-like number (N out of M form: '7/10')"
+    # The level is still checked: ordinary numbers do not excuse a wrong or missing final level.
+    assert validate_answer(f"{ORDINARY_NUMBERS[0]} Rating Level: 6", 7, 10) == (
+        None,
+        "answer gives level 6, requested 7",
+    )
+    assert "end with" in validate_answer(ORDINARY_NUMBERS[0], 7, 10)[1]
+
+
+@pytest.mark.parametrize("analysis", ORDINARY_NUMBERS)
+def test_ordinary_numbers_are_accepted(analysis):
+    for level in (3, 7):
+        assert validate_answer(f"{analysis} Rating Level: {level}", level, 10) == (
+            f"{analysis} Rating Level: {level}",
+            "",
+        )
+    assert score_leak(analysis) is None
+
+
+@pytest.mark.parametrize("analysis", SCORE_LEAKS)
+def test_stated_scores_are_rejected_with_a_reason(analysis):
+    critique, why = validate_answer(f"{analysis} Rating Level: 7", 7, 10)
+    assert critique is None
+    assert why.startswith("analysis states a score-like number (") and why == score_leak(analysis)
+
+
+def test_score_leak_names_the_offending_words():
+    assert (
+        score_leak("a score of about 7.5")
+        == "analysis states a score-like number (number after a rating word: 'score of about 7.5')"
+    )
+    assert score_leak("twelve out of twenty", num_levels=20) == (
+        "analysis states a score-like number (N out of M form: 'twelve out of twenty')"
+    )
+    assert score_leak("12/20 for colour", num_levels=20) is not None and score_leak("12/20 for colour") is None
+    assert score_leak("the colours are fine. 7") == "analysis states a score-like number (bare number: '7')"
 
 
 def test_load_log_truncates_torn_tail(tmp_path):
@@ -172,6 +250,30 @@ def test_faulty_server_every_image_accounted_rerun_is_free_key_never_leaks(tmp_p
     captured = capsys.readouterr()
     assert not files_containing(out_dir, KEY)
     assert KEY not in captured.out + captured.err + "".join(msgs)
+
+
+def test_answers_with_ordinary_numbers_are_kept_end_to_end(tmp_path, monkeypatch):
+    """Against the real HTTP server: critiques quoting f-numbers, ISO, counts and years are all annotated (the
+    digit check lost every one of them); stated scores ('7 out of 10') are still re-asked."""
+    monkeypatch.setenv("OPENAI_API_KEY", KEY)
+    manifest = make_manifest(tmp_path / "in", 40)
+    out = tmp_path / "out" / "a.jsonl"
+    with FaultServer(api_key=KEY, analyses=NUMBERS_ANALYSES, p_malformed=0.2) as srv:
+        cfg = ApiConfig(base_url=srv.url, model="gpt-4o-mini", concurrency=4, max_invalid=8, **FAST)
+        s = annotate_api(load_items(manifest, cfg), out, cfg, emit=lambda m: None)
+        requests = srv.total
+        again = annotate_api(load_items(manifest, cfg), out, cfg, emit=lambda m: None)
+        assert srv.total == requests  # the cached critiques with numbers still validate: nothing is re-sent
+    assert s["done"] == 40 and s["failed"] == 0 and failures_path(out).read_text() == ""
+    assert s["retries"]["invalid"] > 0 and srv.faults["malformed"] == s["retries"]["invalid"]
+    records = [json.loads(line) for line in out.read_text().splitlines()]
+    assert len(records) == 40
+    for r in records:
+        assert r["critique"] in {f"{a} Rating Level: {r['level']}" for a in NUMBERS_ANALYSES}
+        assert re.search(r"\d", r["critique"].split("Rating Level:")[0])
+        assert "out of 10" not in r["critique"]
+    assert len({r["critique"].split(" Rating")[0] for r in records}) == len(NUMBERS_ANALYSES)
+    assert again["cached"] == 40 and again["requests"] == 0
 
 
 def test_kill_and_resume_never_resends_answered_images(tmp_path):

@@ -38,7 +38,20 @@ def _closure(script: Path) -> set[str]:
 
 
 def _stages() -> dict:
-    return yaml.safe_load((ROOT / "dvc.yaml").read_text())["stages"]
+    """Every stage definition; a `foreach` stage (one per training seed) is checked through its template."""
+    stages = yaml.safe_load((ROOT / "dvc.yaml").read_text())["stages"]
+    return {name: s["do"] if "foreach" in s else s for name, s in stages.items()}
+
+
+def test_training_stages_run_once_per_seed():
+    stages = yaml.safe_load((ROOT / "dvc.yaml").read_text())["stages"]
+    for name in ("sft", "qalign_style", "dpo_data", "dpo", "score"):
+        assert stages[name].get("foreach") == "${seeds}", name
+        do = stages[name]["do"]
+        assert do["cmd"].endswith("--seed ${item}"), name
+        outs = [o if isinstance(o, str) else next(iter(o)) for o in do["outs"]]
+        assert all("${item}" in o for o in outs), f"stage {name}: an output shared by every seed: {outs}"
+        assert "seed" not in do["params"] or name == "dpo_data", f"stage {name}: reads the data seed"
 
 
 def test_each_stage_lists_its_script_and_imported_modules():

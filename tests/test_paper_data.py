@@ -15,7 +15,7 @@ from PIL import Image
 
 from aesthetic_llm.errors import UserError
 from aesthetic_llm.io_utils import read_csv
-from aesthetic_llm.paper_data import allocate, check_image, parse_ava, stratum
+from aesthetic_llm.paper_data import DEFAULT_SIZES, allocate, check_image, parse_ava, scale_sizes, stratum
 from aesthetic_llm.params import Params
 from aesthetic_llm.prepare import SPLITS, manifest_path, prepare
 
@@ -25,6 +25,7 @@ N_LINES = 60
 CORRUPT = {7: "garbage", 23: "truncated"}  # 1-based AVA.txt line -> damage
 MISSING = {41}
 MALFORMED = 15
+FIXTURE_SIZES = {"train": 36, "val": 10, "test": 10, "unseen": 1000}  # exactly the 56 good AVA images
 
 
 def jpeg_bytes(rng: np.random.Generator, size: tuple[int, int] = (24, 16)) -> bytes:
@@ -113,7 +114,7 @@ def manifests(out: Path) -> dict[str, list[dict[str, str]]]:
 def ava(tmp_path_factory, repo_params):
     tmp = tmp_path_factory.mktemp("ava")
     good = make_ava_root(tmp / "AVA")
-    stats = prepare(ava_params(repo_params, tmp / "out", tmp / "AVA"))
+    stats = prepare(ava_params(repo_params, tmp / "out", tmp / "AVA", subset_sizes=FIXTURE_SIZES))
     return tmp, good, stats
 
 
@@ -136,6 +137,7 @@ def test_acceptance_exactly_the_good_rows_with_exact_mos_and_every_problem_repor
     assert stats["skipped_by_kind"] == {"corrupt": 2, "malformed": 1, "missing": 1}
     on_disk = json.loads((tmp / "out" / "stats.json").read_text())
     assert on_disk["skipped_total"] == 4 and on_disk["counts"]["train"] == 56 - 20
+    assert on_disk["scaled_subsets"] is None and on_disk["shortfall"] == {"unseen": 1000}
     assert on_disk["throughput"]["images_per_s"] > 0 and on_disk["throughput"]["workers"] == 2
     assert sum(sum(h) for s, h in on_disk["mos_histogram"].items() if s in ("train", "val", "test")) == 56
 
@@ -158,7 +160,7 @@ def test_splits_are_disjoint_and_the_same_seed_gives_the_same_subset(ava, repo_p
     assert {r["image_id"] for r in again["train"]} <= {r["image_id"] for r in first["train"]}
     p = copy.deepcopy(repo_params)
     p["seed"] = 7
-    prepare(ava_params(p, tmp_path / "seed7", tmp_path / "AVA"))
+    prepare(ava_params(p, tmp_path / "seed7", tmp_path / "AVA", subset_sizes=FIXTURE_SIZES))
     assert {r["image_id"] for r in manifests(tmp_path / "seed7")["test"]} != {r["image_id"] for r in first["test"]}
 
 
@@ -264,7 +266,7 @@ def test_cli_ava_subcommand(tmp_path):
     script = ROOT / "scripts" / "prepare_data.py"
     args = [sys.executable, str(script), "ava", "--params", str(ROOT / "params.yaml"), "--root", str(tmp_path / "AVA")]
     res = subprocess.run(
-        [*args, "--out", str(tmp_path / "out"), "--val", "5", "--test", "8", "--workers", "1"],
+        [*args, "--out", str(tmp_path / "out"), "--val", "5", "--test", "8", "--train", "43", "--workers", "1"],
         capture_output=True,
         text=True,
         cwd=tmp_path,
@@ -276,3 +278,96 @@ def test_cli_ava_subcommand(tmp_path):
         [*args[:-1], str(tmp_path / "nope"), "--out", str(tmp_path / "o2")], capture_output=True, text=True
     )
     assert bad.returncode == 2 and bad.stderr.count("\n") == 1 and bad.stderr.startswith("error: ")
+
+
+# -- fewer valid images than the subsets ask for ---------------------------------------------------------
+def test_scale_sizes_is_proportional_with_one_image_per_split():
+    assert scale_sizes({"test": 1000, "val": 300, "train": 1500}, 56) == {"test": 20, "val": 6, "train": 30}
+    assert scale_sizes({"test": 10, "val": 10, "train": 1500}, 56) == {"test": 1, "val": 1, "train": 54}
+    assert scale_sizes({"test": 5, "val": 0, "train": 5}, 3) == {"test": 2, "val": 0, "train": 1}  # 0 stays 0
+    assert scale_sizes({"test": 1000, "val": 300, "train": 1500}, 3) == {"test": 1, "val": 1, "train": 1}
+    assert scale_sizes({"test": 8, "val": 5, "train": 43}, 56) == {"test": 8, "val": 5, "train": 43}  # fits
+    for n in range(3, 200, 7):
+        got = scale_sizes({"test": 1000, "val": 300, "train": 1500}, n)
+        assert sum(got.values()) == n and min(got.values()) >= 1 and got["train"] >= got["test"] >= got["val"]
+    with pytest.raises(ValueError, match="2 image"):
+        scale_sizes({"test": 1000, "val": 300, "train": 1500}, 2)
+
+
+def test_small_root_with_default_sizes_fills_every_split_in_proportion(tmp_path, repo_params, capsys):
+    good = make_ava_root(tmp_path / "AVA")
+    assert len(good) == 56
+    sizes = dict(DEFAULT_SIZES)
+    assert sizes == {"train": 1500, "val": 300, "test": 1000, "unseen": 1000}
+    stats = prepare(ava_params(repo_params, tmp_path / "out", tmp_path / "AVA", subset_sizes=sizes))
+    m = manifests(tmp_path / "out")
+    counts = {s: len(m[s]) for s in ("test", "val", "train")}
+    assert counts == {"test": 20, "val": 6, "train": 30}  # 56 * 1000:300:1500 / 2800
+    assert {r["image_id"] for s in counts for r in m[s]} == set(good)
+    assert {r["image_id"] for r in m["hard"]} <= {r["image_id"] for r in m["test"]}
+    err = [line for line in capsys.readouterr().err.splitlines() if "scaled" in line]
+    assert len(err) == 1, err
+    assert str(tmp_path / "AVA" / "AVA.txt") in err[0] and "56 valid images" in err[0]
+    assert "test=1000 val=300 train=1500 requested" in err[0] and "using test=20 val=6 train=30" in err[0]
+    on_disk = json.loads((tmp_path / "out" / "stats.json").read_text())
+    scaled = on_disk["scaled_subsets"]
+    assert scaled["requested"] == {"test": 1000, "val": 300, "train": 1500}
+    assert scaled["used"] == {"test": 20, "val": 6, "train": 30}
+    assert scaled["available"] == {"test+val+train": 56} and "fewer valid images" in scaled["reason"]
+    assert on_disk["subset_sizes"] == sizes and on_disk["counts"]["train"] == 30
+    assert on_disk["shortfall"] == {"train": 1470, "val": 294, "test": 980, "unseen": 1000}
+    assert stats["skipped_by_kind"] == {"corrupt": 2, "malformed": 1, "missing": 1}  # every problem still reported
+
+
+def test_bad_images_found_late_rescale_instead_of_emptying_train(tmp_path, repo_params):
+    """59 candidates for 59 requested, 3 of them bad: only train's draw runs out, and the sizes are rescaled."""
+    make_ava_root(tmp_path / "AVA")
+    sizes = {"train": 4, "val": 5, "test": 50, "unseen": 0}
+    stats = prepare(ava_params(repo_params, tmp_path / "out", tmp_path / "AVA", subset_sizes=sizes))
+    assert {s: stats["counts"][s] for s in ("test", "val", "train")} == {"test": 47, "val": 5, "train": 4}
+    assert stats["scaled_subsets"]["used"] == {"test": 47, "val": 5, "train": 4}
+    assert stats["skipped_by_kind"] == {"corrupt": 2, "malformed": 1, "missing": 1}
+    assert stats["throughput"]["validated_images"] == 59  # the second pass decodes nothing again
+
+
+def test_official_test_list_keeps_test_and_scales_only_val_and_train(tmp_path, repo_params, capsys):
+    good = make_ava_root(tmp_path / "AVA")
+    listed = sorted(good)[::3]
+    (tmp_path / "AVA" / "generic_test.jpgl").write_text("".join(f"{i}.jpg\n" for i in listed))
+    p = ava_params(
+        repo_params,
+        tmp_path / "out",
+        tmp_path / "AVA",
+        subset_sizes=dict(DEFAULT_SIZES),
+        ava_test_list="generic_test.jpgl",
+    )
+    stats = prepare(p)
+    m = manifests(tmp_path / "out")
+    assert {r["image_id"] for r in m["test"]} == set(listed) and len(listed) == 19
+    rest = 56 - 19  # 37 over val:train = 300:1500 -> 6.17 : 30.83
+    assert (len(m["val"]), len(m["train"])) == (6, 31) and rest == 6 + 31
+    assert not {r["image_id"] for s in ("train", "val") for r in m[s]} & set(listed)
+    scaled = stats["scaled_subsets"]
+    assert scaled["used"] == {"test": 19, "val": 6, "train": 31}
+    assert scaled["available"] == {"test (official test list)": 19, "val+train": 37}
+    assert len([line for line in capsys.readouterr().err.splitlines() if "scaled" in line]) == 1
+    (tmp_path / "AVA" / "generic_test.jpgl").write_text("999999999\n")  # lists no image of AVA.txt
+    with pytest.raises(UserError, match=r"generic_test\.jpgl: no valid AVA image .* the test split would be empty"):
+        prepare(p)
+
+
+def test_fewer_images_than_splits_is_a_one_line_error(tmp_path, repo_params):
+    assert len(make_ava_root(tmp_path / "AVA", n=2)) == 2
+    with pytest.raises(UserError, match=r"AVA\.txt: only 2 valid AVA image\(s\) for 3 splits .*at least one"):
+        prepare(ava_params(repo_params, tmp_path / "out", tmp_path / "AVA", subset_sizes=dict(DEFAULT_SIZES)))
+    script = ROOT / "scripts" / "prepare_data.py"
+    res = subprocess.run(
+        [sys.executable, str(script), "ava", "--params", str(ROOT / "params.yaml"), "--root", str(tmp_path / "AVA")]
+        + ["--out", str(tmp_path / "cli"), "--workers", "1", "--train", "1500", "--val", "300", "--test", "1000"],
+        capture_output=True,
+        text=True,
+        cwd=tmp_path,
+    )
+    assert res.returncode == 2 and res.stderr.count("\n") == 1 and res.stderr.startswith("error: "), res.stderr
+    assert str(tmp_path / "AVA" / "AVA.txt") in res.stderr and "only 2 valid AVA image(s) for 3 splits" in res.stderr
+    assert "test=1000 val=300 train=1500 requested" in res.stderr and not (tmp_path / "cli" / "stats.json").exists()

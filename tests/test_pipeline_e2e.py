@@ -1,7 +1,8 @@
 """End to end: the real DVC pipeline (real llamafactory-cli SFT and DPO) at seconds scale in a temp copy.
 
-Checks what a user relies on: every stage runs, metrics come from this run's own predictions, a second
-`dvc repro` is a no-op, changing dpo.beta reruns exactly DPO and what follows, and bad input fails with
+Checks what a user relies on: every stage runs once per training seed, metrics come from this run's own
+predictions (seed means of per-seed values), a second `dvc repro` is a no-op, changing dpo.beta reruns
+exactly DPO and what follows for every seed, adding a seed trains only that seed, and bad input fails with
 one line while earlier results stay on disk.
 """
 
@@ -23,19 +24,10 @@ from scipy import stats
 from .conftest import ROOT, TINY_BUILD
 
 pytestmark = pytest.mark.slow
-ALL_STAGES = {
-    "model",
-    "data",
-    "annotate",
-    "sft_data",
-    "qalign_style",
-    "sft",
-    "dpo_data",
-    "dpo",
-    "score",
-    "published_qalign",
-    "evaluate",
-    "report",
+SEEDS = (1, 2)
+SEEDED = ("qalign_style", "sft", "dpo_data", "dpo", "score")
+ALL_STAGES = {"model", "data", "annotate", "sft_data", "score_base", "published_qalign", "evaluate", "report"} | {
+    f"{stage}@{seed}" for stage in SEEDED for seed in SEEDS
 }
 MODELS = {"zero_shot", "zero_shot_qalign5", "qalign_style", "sft", "dpo"}
 
@@ -79,6 +71,7 @@ def workspace(tmp_path_factory) -> Path:
     params["dpo"]["pair_strategy"] = "near_level"
     params["score"].update(max_new_tokens=12, batch_size=8)
     params["evaluate"]["bootstrap"] = 100
+    params["seeds"] = list(SEEDS)
     (ws / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
     _run(["git", "init", "-q"], ws)
     _run(["dvc", "init", "-q"], ws)
@@ -92,43 +85,65 @@ def first_run(workspace) -> str:
 
 def test_every_stage_runs_and_writes_its_outputs(workspace, first_run):
     assert _ran(first_run) == ALL_STAGES
-    for path in (
-        "models/init/config.json",
-        "models/sft/model.safetensors",
-        "models/dpo/model.safetensors",
-        "data/prepared/hard_pairs.csv",
-        "data/llamafactory/sft/dataset_info.json",
-        "reports/train/sft_log.csv",
-        "reports/train/dpo_log.csv",
-        "reports/train/sft_config.yaml",
-        "reports/metrics.json",
-        "reports/report.md",
-        "reports/figures/scatter_test.png",
-        "dvc.lock",
-    ):
+    for path in ("models/init/config.json", "data/prepared/hard_pairs.csv", "data/llamafactory/sft/dataset_info.json"):
         assert (workspace / path).exists(), path
-    cfg = yaml.safe_load((workspace / "reports/train/dpo_config.yaml").read_text())
-    assert cfg["stage"] == "dpo" and cfg["model_name_or_path"] == "models/sft" and cfg["pref_beta"] == 0.1
+    for path in ("reports/metrics.json", "reports/report.md", "reports/figures/scatter_test.png", "dvc.lock"):
+        assert (workspace / path).exists(), path
+    for seed in SEEDS:
+        for path in (
+            "models/sft/seed{s}/model.safetensors",
+            "models/dpo/seed{s}/model.safetensors",
+            "models/qalign_style/seed{s}/model.safetensors",
+            "data/llamafactory/dpo/seed{s}/pair_stats.json",
+            "reports/train/seed{s}/sft_log.csv",
+            "reports/train/seed{s}/dpo_log.csv",
+            "reports/train/seed{s}/sft_config.yaml",
+            "reports/predictions/seed{s}.csv",
+        ):
+            assert (workspace / path.format(s=seed)).exists(), path.format(s=seed)
+        cfg = yaml.safe_load((workspace / f"reports/train/seed{seed}/dpo_config.yaml").read_text())
+        assert cfg["stage"] == "dpo" and cfg["model_name_or_path"] == f"models/sft/seed{seed}"
+        assert cfg["seed"] == seed and cfg["pref_beta"] == 0.1
+        env = json.loads((workspace / f"reports/train/seed{seed}/sft_metrics.json").read_text())["environment"]
+        assert env["threads"] == 2 and env["env"]["MKL_CBWR"] and env["cpu_capability"] == "AVX2"
+
+
+def _predictions(workspace: Path) -> list[dict[str, str]]:
+    rows = []
+    for path in sorted((workspace / "reports/predictions").glob("*.csv")):
+        with path.open() as fh:
+            rows += list(csv.DictReader(fh))
+    return rows
 
 
 def test_metrics_come_from_this_runs_predictions(workspace, first_run):
     metrics = json.loads((workspace / "reports/metrics.json").read_text())
-    assert set(metrics["models"]) == MODELS
-    with (workspace / "reports/predictions.csv").open() as fh:
-        rows = list(csv.DictReader(fh))
+    assert set(metrics["models"]) == MODELS and metrics["settings"]["seeds"] == list(SEEDS)
+    rows = _predictions(workspace)
     for model, splits in metrics["models"].items():
         assert set(splits) == {"val", "test", "hard", "unseen"}
         for split, m in splits.items():
-            sel = [r for r in rows if r["model"] == model and r["split"] == split]
-            assert m["n"] == len(sel) > 0
-            pred = np.array([float(r["pred"]) for r in sel])
-            mos = np.array([float(r["mos"]) for r in sel])
+            per_seed = []
+            for seed in SEEDS if m["trained"] else ("",):
+                sel = [r for r in rows if r["model"] == model and r["split"] == split and r["seed"] == str(seed)]
+                assert m["n"] == len(sel) > 0
+                pred = np.array([float(r["pred"]) for r in sel])
+                mos = np.array([float(r["mos"]) for r in sel])
+                per_seed.append(stats.spearmanr(pred, mos).statistic if np.ptp(pred) > 0 else None)
+            per_seed = per_seed * (len(SEEDS) if not m["trained"] else 1)
+            assert len(m["srcc_seeds"]) == len(SEEDS)
+            for got, want in zip(m["srcc_seeds"], per_seed, strict=True):
+                assert (got is None and want is None) or abs(got - want) < 1e-9  # full precision
             if m["srcc"] is not None:
-                assert abs(m["srcc"] - stats.spearmanr(pred, mos).statistic) < 1e-4
-            assert abs(m["mean_bias"] - (pred.mean() - mos.mean())) < 1e-3
+                assert m["srcc"] == pytest.approx(np.mean(per_seed), abs=1e-12)
+                assert m["srcc_spread"] == [min(per_seed), max(per_seed)]
+    assert metrics["models"]["zero_shot"]["test"]["trained"] is False
+    assert "srcc_diff_vs_sft" in metrics["models"]["dpo"]["test"]
+    assert "srcc_diff_vs_qalign_style" in metrics["models"]["sft"]["test"]
     report = (workspace / "reports/report.md").read_text()
     srcc = metrics["models"]["sft"]["test"]["srcc"]
     assert (f"{srcc:.3f}" if srcc is not None else "n/a") in report
+    assert "DPO − SFT" in report and f"over {len(SEEDS)} training seed(s)" in report
 
 
 def test_second_repro_is_a_no_op(workspace, first_run):
@@ -143,8 +158,10 @@ def test_rescore_with_cot_sampled_leaves_the_pipeline_untouched(workspace, first
     assert used["score"]["mode"] == "cot_sampled" and used["score"]["samples"] == 2
     metrics = json.loads((workspace / "rescored/metrics.json").read_text())
     assert set(metrics["models"]) == MODELS and metrics["models"]["sft"]["hard"]["n_pairs"] > 0
-    with (workspace / "rescored/predictions.csv").open() as a, (workspace / "reports/predictions.csv").open() as b:
-        assert len(list(csv.DictReader(a))) == len(list(csv.DictReader(b)))
+    assert metrics["settings"]["seeds"] == list(SEEDS)
+    for name in ("base.csv", *(f"seed{s}.csv" for s in SEEDS)):
+        with (workspace / "rescored/predictions" / name).open() as a, (workspace / "reports/predictions" / name).open() as b:
+            assert len(list(csv.DictReader(a))) == len(list(csv.DictReader(b)))
     assert _ran(_run(["dvc", "repro"], workspace).stdout) == set()
 
 
@@ -153,25 +170,41 @@ def test_changing_dpo_beta_reruns_only_dpo_and_downstream(workspace, first_run):
     params["dpo"]["beta"] = 0.2
     (workspace / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
     status = json.loads(_run(["dvc", "status", "--json"], workspace).stdout)
-    assert set(status) == {"dpo"}
+    assert set(status) == {f"dpo@{s}" for s in SEEDS}
     out = _run(["dvc", "repro"], workspace).stdout
-    assert _ran(out) == {"dpo", "score", "evaluate", "report"}
-    cfg = yaml.safe_load((workspace / "reports/train/dpo_config.yaml").read_text())
-    assert cfg["pref_beta"] == 0.2
+    assert _ran(out) == {f"{stage}@{s}" for stage in ("dpo", "score") for s in SEEDS} | {"evaluate", "report"}
+    for seed in SEEDS:
+        cfg = yaml.safe_load((workspace / f"reports/train/seed{seed}/dpo_config.yaml").read_text())
+        assert cfg["pref_beta"] == 0.2
+
+
+def test_adding_a_seed_trains_only_that_seed(workspace, first_run):
+    params = yaml.safe_load((workspace / "params.yaml").read_text())
+    params["seeds"] = [*SEEDS, 3]
+    (workspace / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
+    try:
+        out = _run(["dvc", "repro"], workspace).stdout
+        assert _ran(out) == {f"{stage}@3" for stage in SEEDED} | {"evaluate", "report"}
+        metrics = json.loads((workspace / "reports/metrics.json").read_text())
+        assert metrics["settings"]["seeds"] == [*SEEDS, 3] and len(metrics["models"]["sft"]["test"]["srcc_seeds"]) == 3
+    finally:
+        params["seeds"] = list(SEEDS)
+        (workspace / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
+        _run(["dvc", "repro"], workspace)
 
 
 def test_missing_image_is_one_line_error_and_keeps_results(workspace, first_run):
     manifest = workspace / "data/prepared/test/manifest.csv"
     rows = list(csv.DictReader(manifest.open()))
-    victim = workspace / rows[1]["path"]
+    victim = workspace / rows[10]["path"]  # past the first batch of 8: the line number must still be right
     victim.chmod(0o644)
     victim.unlink()
-    before = (workspace / "reports/predictions.csv").read_text()
-    proc = _run([sys.executable, "scripts/score.py"], workspace, check=False)
+    before = (workspace / "reports/predictions/seed1.csv").read_text()
+    proc = _run([sys.executable, "scripts/score.py", "--seed", "1"], workspace, check=False)
     assert proc.returncode == 2
     err = proc.stderr.strip().splitlines()
-    assert err[-1].startswith("error: data/prepared/test/manifest.csv:3: cannot read image"), err[-1]
-    assert (workspace / "reports/predictions.csv").read_text() == before
+    assert err[-1].startswith("error: data/prepared/test/manifest.csv:12: cannot read image"), err[-1]
+    assert (workspace / "reports/predictions/seed1.csv").read_text() == before
 
 
 def test_lora_sft_is_merged_into_a_plain_checkpoint(workspace, first_run, monkeypatch):
@@ -184,8 +217,8 @@ def test_lora_sft_is_merged_into_a_plain_checkpoint(workspace, first_run, monkey
         extra={"lora_rank": 4, "lora_target": "all", "logging_steps": 1},
     )
     (workspace / "params_lora.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
-    _run([sys.executable, "scripts/train_sft.py", "--params", "params_lora.yaml"], workspace)
-    out = workspace / "models/sft_lora"
+    _run([sys.executable, "scripts/train_sft.py", "--params", "params_lora.yaml", "--seed", "1"], workspace)
+    out = workspace / "models/sft_lora/seed1"
     assert (out / "adapter/adapter_config.json").exists()
     assert (out / "model.safetensors").exists() and not (out / "adapter_config.json").exists()
     from PIL import Image

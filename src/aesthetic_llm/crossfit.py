@@ -4,7 +4,7 @@ The train source photos (lf_data.source_group; single images on AVA) go into k s
 is the SFT recipe trained on the other folds, and it samples answers on fold j only. The pairs
 (on_policy or gold_vs_policy) then cover every train photo with the errors an SFT model makes on new
 photos — on its own training photos it is near-perfect — while DPO still starts from the full SFT model.
-The price is k extra SFT runs; `scripts/crossfit_dpo.py` runs it beside the pipeline (README notebook row 30).
+The price is k extra SFT runs; `scripts/crossfit_dpo.py` runs it beside the pipeline for one training seed.
 """
 
 from __future__ import annotations
@@ -41,6 +41,7 @@ def crossfit_samples(
     folds: list[list[str]],
     work_dir: Path,
     samples_per_image: int,
+    seed: int,
 ) -> Samples:
     """Train fold model j on the other folds (final checkpoint: it only answers) and sample on fold j.
 
@@ -54,7 +55,7 @@ def crossfit_samples(
     base = p.str("model.name_or_path")
     weights = Path(base) / "model.safetensors"  # a hub id (paper profile) is keyed by its name
     temperature = p.num("dpo.on_policy_temperature", 1.0, lo=1e-6)
-    max_new = p.int("dpo.on_policy_max_new_tokens", p.int("score.max_new_tokens", lo=1), lo=1)
+    max_new = p.int("dpo.on_policy_max_new_tokens", lo=1)
     recipe = {
         "base": base,
         "base_sha256": sha256_file(weights) if weights.exists() else None,
@@ -62,7 +63,7 @@ def crossfit_samples(
         "samples_per_image": samples_per_image,
         "temperature": temperature,
         "max_new_tokens": max_new,
-        "seed": p.int("seed"),
+        "seed": seed,
     }
     samples: Samples = {}
     for j, fold in enumerate(folds):
@@ -81,9 +82,16 @@ def crossfit_samples(
         model_dir = fold_dir / "model"
         name = f"crossfit_fold{j}"
         # the SFT recipe into the fold's own dir, final checkpoint (no val selection: the model only answers)
-        fold_p = Params(deep_merge(p.data, {name: {"output_dir": str(model_dir)}, "sft": {"select_checkpoint": False}}))
+        fold_p = Params(deep_merge(p.data, {"sft": {"select_checkpoint": False}}))
         train_stage(
-            fold_p, "sft", base, reports_dir=fold_dir / "reports", name=name, dataset={"dataset_dir": str(data_dir)}
+            fold_p,
+            "sft",
+            base,
+            seed=seed,
+            out_dir=model_dir,
+            reports_dir=fold_dir / "reports",
+            name=name,
+            dataset={"dataset_dir": str(data_dir)},
         )
         got = sample_answers(
             model_dir,
@@ -93,7 +101,7 @@ def crossfit_samples(
             temperature=temperature,
             max_new_tokens=max_new,
             batch_size=p.int("score.batch_size", lo=1),
-            seed=p.int("seed"),
+            seed=seed,
         )
         write_jsonl(
             answers, [{"image_id": i, "answers": [{"text": t, "level": lv} for t, lv in s]} for i, s in got.items()]

@@ -1,4 +1,11 @@
-"""The evaluate stage: metrics per model × split from any predictions CSV (`image_id,model,split,pred,mos`)."""
+"""The evaluate stage: metrics per model × split over training seeds, from predictions CSVs.
+
+Input rows: `image_id,model,split,pred,mos` (optional `text_level`, and `seed` for trained models; a
+model without seeds, such as the zero-shot base, is the same model for every seed). Each metric is the
+mean over seeds, with `<metric>_seeds` (one value per seed, in `settings.seeds` order) and
+`<metric>_spread` ([min, max]); SRCC, PLCC and hard-pair accuracy get intervals from the seed × photo ×
+crop bootstrap (seed_bootstrap.py), and the paired comparisons the same on one shared draw.
+"""
 
 from __future__ import annotations
 
@@ -11,13 +18,28 @@ import numpy as np
 
 from .errors import UserError
 from .io_utils import read_csv
-from .metrics import pairwise_accuracy, pairwise_accuracy_ci, srcc, summarise
-from .params import Params
+from .levels import level_to_mos
+from .manifest import source_group
+from .metrics import pair_hits, summarise
+from .params import Params, training_seeds
+from .seed_bootstrap import (
+    interval,
+    mean_over_drawn,
+    pair_weights,
+    plcc_rows,
+    resample_indices,
+    seed_draws,
+    srcc_rows,
+    two_sided_p,
+    weighted_accuracy,
+)
 
 REQUIRED = ("image_id", "model", "split", "pred", "mos")
-# The stage each model continues from: its hard-pair accuracy is also reported as a paired difference to it
-# (the study's claim is DPO over SFT on hard pairs, SFT over zero-shot).
-STAGE_BEFORE = {"sft": "zero_shot", "dpo": "sft"}
+# What each model is compared with (paired: same seeds, same images): the stage it continues from, and
+# for the CoT model also the same recipe without critiques.
+COMPARISONS = {"sft": ("zero_shot", "qalign_style"), "dpo": ("sft",)}
+INTERVAL_STATS = {"srcc": srcc_rows, "plcc": plcc_rows}
+UNSEEDED = ""  # the seed field of a model that was not trained (one model for every seed)
 
 
 def _float(value: str, path: Path, lineno: int, column: str) -> float:
@@ -30,29 +52,67 @@ def _float(value: str, path: Path, lineno: int, column: str) -> float:
     return x
 
 
-def load_predictions(
-    path: Path, groups: dict[tuple[str, str], dict[str, Any]] | None = None, allow_empty: bool = False
-) -> dict[tuple[str, str], dict[str, Any]]:
-    """(model, split) -> arrays; numbers validated with their row number. Adds to `groups` when given
-    (several prediction files, e.g. ours and the published checkpoints'); a model/split in two files is
-    an error."""
-    new: dict[tuple[str, str], dict[str, Any]] = {}
-    for lineno, row in enumerate(read_csv(path, required=REQUIRED), 2):
-        key = (row["model"], row["split"])
-        if groups and key in groups:
-            raise UserError(f"{path}:{lineno}: model {key[0]!r} split {key[1]!r} already in another predictions file")
-        g = new.setdefault(key, {"ids": [], "pred": [], "mos": [], "text": []})
-        g["ids"].append(row["image_id"])
-        g["pred"].append(_float(row["pred"], path, lineno, "pred"))
-        g["mos"].append(_float(row["mos"], path, lineno, "mos"))
-        tl = row.get("text_level", "")
-        g["text"].append(_float(tl, path, lineno, "text_level") if tl not in ("", None) else float("nan"))
-    if not new and not allow_empty:
-        raise UserError(f"{path}: no prediction rows")
-    for g in new.values():
-        for k in ("pred", "mos", "text"):
-            g[k] = np.asarray(g[k], dtype=float)
-    return {**(groups or {}), **new}
+class Group:
+    """One model on one split: per seed the predictions, aligned on the same image order."""
+
+    def __init__(self, model: str, split: str) -> None:
+        self.model, self.split = model, split
+        self.rows: dict[str, dict[str, tuple[float, float, float]]] = {}  # seed -> image_id -> (pred, mos, text)
+
+    def add(self, seed: str, image_id: str, values: tuple[float, float, float], where: str) -> None:
+        per = self.rows.setdefault(seed, {})
+        if image_id in per:
+            raise UserError(f"{where}: image {image_id!r} scored twice for model {self.model!r} split {self.split!r}")
+        per[image_id] = values
+
+    def finish(self, where: str) -> None:
+        seeds = list(self.rows)
+        if UNSEEDED in self.rows and len(seeds) > 1:
+            raise UserError(f"{where}: model {self.model!r} has rows with and without a seed")
+        self.ids = sorted(self.rows[seeds[0]])
+        for s in seeds[1:]:
+            if sorted(self.rows[s]) != self.ids:
+                raise UserError(
+                    f"{where}: model {self.model!r} split {self.split!r}: seed {s} scored other images than seed "
+                    f"{seeds[0]}"
+                )
+        self.seeds = seeds
+        cols = {s: np.array([self.rows[s][i] for i in self.ids], dtype=float) for s in seeds}
+        self.pred = {s: c[:, 0] for s, c in cols.items()}
+        self.text = {s: c[:, 2] for s, c in cols.items()}
+        self.mos = cols[seeds[0]][:, 1]
+
+    @property
+    def trained(self) -> bool:
+        return self.seeds != [UNSEEDED]
+
+
+def load_predictions(paths: Sequence[Path], allow_empty: Sequence[Path] = ()) -> dict[tuple[str, str], Group]:
+    """(model, split) -> Group from every file; numbers validated with file and row. Files in
+    `allow_empty` may hold no rows (e.g. the published checkpoints' on the demo profile)."""
+    groups: dict[tuple[str, str], Group] = {}
+    owner: dict[tuple[str, str, str], Path] = {}  # (model, split, seed) -> the file that holds it
+    for path in paths:
+        rows = read_csv(path, required=REQUIRED)
+        if not rows and path not in allow_empty:
+            raise UserError(f"{path}: no prediction rows")
+        for lineno, row in enumerate(rows, 2):
+            where = f"{path}:{lineno}"
+            seed = (row.get("seed") or UNSEEDED).strip()
+            key = (row["model"], row["split"])
+            first = owner.setdefault((*key, seed), path)
+            if first != path:
+                raise UserError(f"{where}: model {key[0]!r} split {key[1]!r} seed {seed!r} already in {first}")
+            tl = row.get("text_level", "")
+            values = (
+                _float(row["pred"], path, lineno, "pred"),
+                _float(row["mos"], path, lineno, "mos"),
+                _float(tl, path, lineno, "text_level") if tl not in ("", None) else float("nan"),
+            )
+            groups.setdefault(key, Group(*key)).add(seed, row["image_id"], values, where)
+    for key, g in groups.items():
+        g.finish(", ".join(sorted({str(owner[(*key, s)]) for s in g.rows})))
+    return groups
 
 
 def load_pairs(path: Path | None) -> list[tuple[str, str, float]]:
@@ -62,82 +122,87 @@ def load_pairs(path: Path | None) -> list[tuple[str, str, float]]:
     return [(r["image_a"], r["image_b"], float(r["delta"])) for r in rows]
 
 
-def _paired_srcc_diffs(a: dict[str, Any], b: dict[str, Any], n_boot: int, seed: int) -> tuple[float, np.ndarray] | None:
-    """SRCC(a) - SRCC(b) on the images both scored, and its paired bootstrap replicates."""
-    common = sorted(set(a["ids"]) & set(b["ids"]))
-    if len(common) < 3 or n_boot <= 0:
-        return None
-    ia = {k: i for i, k in enumerate(a["ids"])}
-    ib = {k: i for i, k in enumerate(b["ids"])}
-    pa = a["pred"][[ia[k] for k in common]]
-    pb = b["pred"][[ib[k] for k in common]]
-    mos = a["mos"][[ia[k] for k in common]]
-    sa, sb = srcc(pa, mos), srcc(pb, mos)
-    rng = np.random.default_rng(seed)
-    diffs = []
-    for idx in rng.integers(0, len(common), size=(n_boot, len(common))):
-        ra, rb = srcc(pa[idx], mos[idx]), srcc(pb[idx], mos[idx])
-        if ra is not None and rb is not None:
-            diffs.append(ra - rb)
-    if not diffs or sa is None or sb is None:
-        return None
-    return sa - sb, np.asarray(diffs)
-
-
-def paired_srcc_diff(a: dict[str, Any], b: dict[str, Any], n_boot: int, ci: float, seed: int) -> dict[str, Any]:
-    """SRCC(a) - SRCC(b) with its paired-bootstrap CI and two-sided p ({} when undefined)."""
-    res = _paired_srcc_diffs(a, b, n_boot, seed)
-    if res is None:
-        return {}
-    diff, d = res
-    alpha = (1 - ci) / 2
-    return {
-        "diff": round(float(diff), 4),
-        "ci": [round(float(np.quantile(d, alpha)), 4), round(float(np.quantile(d, 1 - alpha)), 4)],
-        "p": round(float(min(1.0, 2 * min((d <= 0).mean(), (d >= 0).mean()))), 4),
-    }
-
-
-def _pair_metrics(
-    groups: dict[tuple[str, str], dict[str, Any]],
-    model: str,
-    g: dict[str, Any],
-    pairs: list[tuple[str, str, float]],
-    n_boot: int,
-    ci: float,
-    seed: int,
-) -> dict[str, Any]:
-    """Hard-pair accuracy with an image-bootstrap CI, and its paired difference to the stage before."""
-
-    def by_id(grp: dict[str, Any], key: str) -> dict[str, float]:
-        return dict(zip(grp["ids"], grp[key], strict=True))
-
-    # Hard pairs are drawn from the whole test split (close MOS, not only the hard band).
-    src = groups.get((model, "test"), g)
-    pred, mos = by_id(src, "pred"), by_id(src, "mos")
-    acc, n_pairs = pairwise_accuracy(pred, pairs, mos)
-    out: dict[str, Any] = {
-        "pair_acc": acc,
-        "n_pairs": n_pairs,
-        "pair_acc_ci": pairwise_accuracy_ci(pred, pairs, mos, n_boot=n_boot, ci=ci, seed=seed + 2),
-    }
-    before = STAGE_BEFORE.get(model)
-    if before and (before, "test") in groups and acc is not None:
-        other = by_id(groups[(before, "test")], "pred")
-        other_acc, _ = pairwise_accuracy(other, pairs, mos)
-        if other_acc is not None:
-            out[f"pair_acc_diff_vs_{before}"] = round(acc - other_acc, 4)
-            out[f"pair_acc_diff_vs_{before}_ci"] = pairwise_accuracy_ci(
-                pred, pairs, mos, n_boot=n_boot, ci=ci, seed=seed + 3, other_by_id=other
+def order_seeds(groups: dict[tuple[str, str], Group], seeds: Sequence[int] | None) -> list[str]:
+    """The trained seeds in `seeds` order (default: numeric order); every trained model must have them all."""
+    found = {s for g in groups.values() if g.trained for s in g.seeds}
+    order = [str(s) for s in seeds] if seeds is not None else sorted(found, key=lambda s: (len(s), s))
+    for g in groups.values():
+        if g.trained and set(g.seeds) != set(order):
+            raise UserError(
+                f"model {g.model!r} split {g.split!r}: predictions for seeds {sorted(g.seeds)}, expected {order} "
+                "(settings: seeds)"
             )
+    return order
+
+
+def aggregate(per_seed: list[dict[str, Any]]) -> dict[str, Any]:
+    """Mean over seeds of every point metric, with `<key>_seeds` and `<key>_spread` ([min, max])."""
+    out: dict[str, Any] = {"n": per_seed[0]["n"]}
+    for key in per_seed[0]:
+        if key == "n":
+            continue
+        vals = [m[key] for m in per_seed]
+        ok = all(v is not None for v in vals)
+        out[key] = float(np.mean(vals)) if ok else None
+        out[f"{key}_seeds"] = vals
+        out[f"{key}_spread"] = [float(min(vals)), float(max(vals))] if ok else None
     return out
 
 
+class SplitDraw:
+    """One bootstrap draw shared by every model on a split (images) and by every model (seeds)."""
+
+    def __init__(self, ids: list[str], n_seeds: int, n_boot: int, seed: int) -> None:
+        rng = np.random.default_rng(seed)
+        self.idx = resample_indices([source_group(i) for i in ids], n_boot, rng)
+        self.seeds = seed_draws(max(1, n_seeds), n_boot, rng)
+        self.n_clusters = len({source_group(i) for i in ids})
+
+    def seeds_for(self, trained: bool) -> np.ndarray:
+        """The seed draws of a trained model; an unseeded one has its single column."""
+        return self.seeds if trained else np.zeros((len(self.seeds), 1), dtype=int)
+
+
+def _per_seed_matrix(g: Group, draw: SplitDraw, stat: Any, order: list[str]) -> np.ndarray:
+    seeds = order if g.trained else [UNSEEDED]
+    return np.stack([stat(g.pred[s][draw.idx], g.mos[draw.idx]) for s in seeds], axis=1)  # [B, S]
+
+
+def _mean_over_drawn(per_seed: np.ndarray, draw: SplitDraw, trained: bool) -> np.ndarray:
+    return mean_over_drawn(per_seed, draw.seeds_for(trained))
+
+
+def _paired(a: np.ndarray, b: np.ndarray, draw: SplitDraw, a_trained: bool, b_trained: bool) -> np.ndarray:
+    """Replicates of mean_over_seeds(a) - mean_over_seeds(b), pairing a model with b of the same seed."""
+    if a_trained and b_trained:
+        return _mean_over_drawn(a - b, draw, True)
+    return _mean_over_drawn(a, draw, a_trained) - _mean_over_drawn(b, draw, b_trained)
+
+
+def _hard_pairs(
+    test: Group, pairs: list[tuple[str, str, float]], draw: SplitDraw, order: list[str]
+) -> tuple[list[dict[str, Any]], np.ndarray | None]:
+    """Per seed the hard-pair accuracy and pair count; and the [B, S] bootstrap accuracies."""
+    seeds = order if test.trained else [UNSEEDED]
+    mos = dict(zip(test.ids, test.mos, strict=True))
+    per_seed, reps = [], []
+    for s in seeds:
+        pred = dict(zip(test.ids, test.pred[s], strict=True))
+        ids, ia, ib, hits = pair_hits(pred, pairs, mos)
+        per_seed.append({"pair_acc": float(hits.mean()) if len(hits) else None, "n_pairs": len(hits)})  # ties: 0.5
+        if len(hits):
+            pos = {i: k for k, i in enumerate(test.ids)}
+            ga, gb = np.array([pos[ids[k]] for k in ia]), np.array([pos[ids[k]] for k in ib])
+            reps.append(weighted_accuracy(hits, pair_weights(draw.idx, len(test.ids), ga, gb)))
+    return per_seed, (np.stack(reps, axis=1) if len(reps) == len(seeds) else None)
+
+
 def evaluate(
-    predictions: Path,
+    predictions: Sequence[Path],
     pairs_path: Path | None,
     *,
     also: Sequence[Path] = (),
+    seeds: Sequence[int] | None = None,
     n_boot: int = 1000,
     ci: float = 0.95,
     seed: int = 0,
@@ -145,51 +210,107 @@ def evaluate(
     baseline: str = "zero_shot",
     num_levels: int = 10,
 ) -> dict[str, Any]:
-    from .levels import level_to_mos
-
-    groups = load_predictions(predictions)
-    for extra in also:  # e.g. the published checkpoints' rows (empty on the demo profile)
-        groups = load_predictions(extra, groups, allow_empty=True)
+    groups = load_predictions([*predictions, *also], allow_empty=also)
+    order = order_seeds(groups, seeds)
     pairs = load_pairs(pairs_path)
+    splits = sorted({split for _, split in groups})
+    draws = {
+        split: SplitDraw(next(g.ids for (_, s), g in groups.items() if s == split), len(order), n_boot, seed + k)
+        for k, split in enumerate(splits)
+    }
     models: dict[str, dict[str, Any]] = {}
+    reps: dict[tuple[str, str, str], np.ndarray] = {}  # (model, split, stat) -> [B, S] per-seed replicates
     for (model, split), g in sorted(groups.items()):
-        text_mos = np.array([level_to_mos(t, num_levels) if not np.isnan(t) else np.nan for t in g["text"]])
-        m = summarise(
-            g["pred"], g["mos"], n_boot=n_boot, ci=ci, seed=seed, threshold=threshold, text_level_mos=text_mos
-        )
-        if split == "hard" and pairs:
-            m.update(_pair_metrics(groups, model, g, pairs, n_boot, ci, seed))
-        # p vs the baseline for every model; for a stage, also what it changed vs the stage before (one
-        # bootstrap each, on the images both scored)
-        before = STAGE_BEFORE.get(model)
-        for other in dict.fromkeys(x for x in (baseline, before) if x and x != model and (x, split) in groups):
-            d = paired_srcc_diff(g, groups[(other, split)], n_boot, ci, seed)
-            m[f"p_vs_{other}"] = d.get("p")
-            if other == before and d:
-                m[f"srcc_diff_vs_{other}"], m[f"srcc_diff_vs_{other}_ci"] = d["diff"], d["ci"]
+        draw = draws[split]
+        if g.ids != next(x.ids for (_, s), x in groups.items() if s == split):
+            draw = SplitDraw(g.ids, len(order), n_boot, seed + splits.index(split))  # other images: own draw
+        seeds_g = order if g.trained else [UNSEEDED]
+        per_seed = []
+        for s in seeds_g:
+            text = np.array([level_to_mos(t, num_levels) if not np.isnan(t) else np.nan for t in g.text[s]])
+            per_seed.append(summarise(g.pred[s], g.mos, threshold=threshold, text_level_mos=text))
+        # a model not trained here is the same model for every seed: its value repeats per seed
+        m = aggregate(per_seed if g.trained else per_seed * max(1, len(order)))
+        m["trained"], m["n_sources"] = g.trained, draw.n_clusters
+        for name, stat in INTERVAL_STATS.items():
+            r = reps[(model, split, name)] = _per_seed_matrix(g, draw, stat, order)
+            m[f"{name}_ci"] = interval(_mean_over_drawn(r, draw, g.trained), ci) if n_boot else None
+        if split == "hard" and pairs and (model, "test") in groups:
+            # Hard pairs are drawn from the whole test split (close MOS, not only the hard band).
+            test = groups[(model, "test")]
+            pair_seed, r = _hard_pairs(test, pairs, draws["test"], order)
+            pair_seed = pair_seed if test.trained else pair_seed * max(1, len(order))
+            acc = aggregate([{"n": p["n_pairs"], "pair_acc": p["pair_acc"]} for p in pair_seed])
+            m["n_pairs"] = acc.pop("n")
+            m.update(acc)
+            if r is not None:
+                reps[(model, split, "pair_acc")] = r
+                m["pair_acc_ci"] = interval(_mean_over_drawn(r, draws["test"], test.trained), ci)
         models.setdefault(model, {})[split] = m
+    _comparisons(models, groups, reps, draws, baseline, ci)
     return {
         "models": models,
         "settings": {
+            "seeds": [int(s) for s in order],
             "bootstrap": n_boot,
             "ci": ci,
-            "seed": seed,
+            "ci_method": "percentile bootstrap over training seeds x source photos x crops within a photo",
+            "bootstrap_seed": seed,
             "binary_threshold": threshold,
             "baseline": baseline,
-            "predictions": str(predictions),
+            "comparisons": {k: list(v) for k, v in COMPARISONS.items()},
+            "predictions": [str(x) for x in predictions],
             "also": [str(x) for x in also],
         },
     }
 
 
+def _comparisons(
+    models: dict[str, dict[str, Any]],
+    groups: dict[tuple[str, str], Group],
+    reps: dict[tuple[str, str, str], np.ndarray],
+    draws: dict[str, SplitDraw],
+    baseline: str,
+    ci: float,
+) -> None:
+    """`p_vs_<other>` (SRCC) against the baseline and each comparison; for the comparisons also
+    `<stat>_diff_vs_<other>` (mean over seeds of the paired difference), its per-seed values and its CI
+    (pair accuracy: with its p as well)."""
+    for (model, split), g in groups.items():
+        for other in dict.fromkeys((baseline, *COMPARISONS.get(model, ()))):
+            if other == model or (other, split) not in groups or groups[(other, split)].ids != g.ids:
+                continue
+            o, m, mo = groups[(other, split)], models[model][split], models[other][split]
+            for stat in ("srcc", "pair_acc") if split == "hard" else ("srcc",):
+                a, b = reps.get((model, split, stat)), reps.get((other, split, stat))
+                if a is None or b is None or m.get(stat) is None or mo.get(stat) is None:
+                    continue
+                diffs = _paired(a, b, draws["test" if stat == "pair_acc" else split], g.trained, o.trained)
+                if stat == "srcc":
+                    m[f"p_vs_{other}"] = two_sided_p(diffs)
+                if other not in COMPARISONS.get(model, ()):
+                    continue
+                key = f"{stat}_diff_vs_{other}"
+                per = [x - y for x, y in zip(m[f"{stat}_seeds"], mo[f"{stat}_seeds"], strict=True)]
+                m[key], m[f"{key}_seeds"], m[f"{key}_ci"] = float(np.mean(per)), per, interval(diffs, ci)
+                if stat == "pair_acc":
+                    m[f"{key}_p"] = two_sided_p(diffs)
+
+
 def evaluate_with_params(
-    params: Params, predictions: Path, pairs_path: Path | None, also: Sequence[Path] = ()
+    params: Params,
+    predictions: Sequence[Path],
+    pairs_path: Path | None,
+    also: Sequence[Path] = (),
+    seeds: Sequence[int] | None = None,
 ) -> dict[str, Any]:
-    """`evaluate` with the bootstrap, CI level, seed, threshold and levels of a params file."""
+    """`evaluate` with the bootstrap, CI level, bootstrap seed, threshold and levels of a params file, and its
+    training `seeds` unless others are given."""
     return evaluate(
         predictions,
         pairs_path,
         also=also,
+        seeds=training_seeds(params) if seeds is None else seeds,
         n_boot=params.int("evaluate.bootstrap", lo=0),
         ci=params.num("evaluate.ci", lo=0.5, hi=0.999),
         seed=params.int("seed"),

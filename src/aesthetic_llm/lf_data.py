@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import random
-import re
 from collections import Counter
 from pathlib import Path
 from typing import Any
@@ -13,6 +12,7 @@ import numpy as np
 from .critic import ImageProperties, write_critique
 from .errors import UserError
 from .io_utils import read_jsonl, write_json
+from .manifest import source_group
 from .params import Params
 from .prompts import RATING_PREFIX, score_instruction
 
@@ -24,15 +24,6 @@ _TAGS = {"role_tag": "role", "content_tag": "content", "user_tag": "user", "assi
 
 def user_turn(num_levels: int) -> dict[str, str]:
     return {"role": "user", "content": "<image>" + score_instruction(num_levels)}
-
-
-_DEMO_ID = re.compile(r"(?:train|val|test|unseen)-(.+)-\d+")
-
-
-def source_group(image_id: str) -> str:
-    """The unit a split must not cut: the source photo on the demo ('train-brick-0007' -> 'brick'), else the image."""
-    m = _DEMO_ID.fullmatch(image_id)
-    return m.group(1) if m else image_id
 
 
 def split_for_dpo(
@@ -269,7 +260,7 @@ def cross_image_pairs(
                     a["critique"],
                     b["critique"],
                     level_gap=abs(int(b["level"]) - int(a["level"])),
-                    mos_gap=round(float(gap[j]), 4),
+                    mos_gap=float(gap[j]),
                     rejected_image_id=b["image_id"],
                 )
             )
@@ -289,19 +280,19 @@ def pair_stats(
         "images_with_pairs": with_pairs,
         "images_without_pairs": len(annotations) - with_pairs,
         "level_gaps": {str(k): v for k, v in sorted(gaps.items())},
-        "level_gap_mean": round(float(np.mean([r["level_gap"] for r in pairs])), 4) if pairs else None,
+        "level_gap_mean": float(np.mean([r["level_gap"] for r in pairs])) if pairs else None,
         "same_level_pairs": gaps.get(0, 0),
         "dropped": dict(sorted(dropped.items())),
     }
     for key in ("mos_gap", "chosen_error", "rejected_error"):
         values = [r[key] for r in pairs if key in r]
         if values:
-            stats[f"{key}_mean"] = round(float(np.mean(values)), 4)
-            stats[f"{key}_max"] = round(float(np.max(values)), 4)
+            stats[f"{key}_mean"] = float(np.mean(values))
+            stats[f"{key}_max"] = float(np.max(values))
     signed = [r["rejected_signed_error"] for r in pairs if "rejected_signed_error" in r]
     if signed:  # DPO pushes away from the rejected answers: mostly too low ones move the scale up
-        stats["rejected_signed_error_mean"] = round(float(np.mean(signed)), 4)
-        stats["rejected_too_high_share"] = round(float(np.mean([x > 0 for x in signed])), 4)
+        stats["rejected_signed_error_mean"] = float(np.mean(signed))
+        stats["rejected_too_high_share"] = float(np.mean([x > 0 for x in signed]))
     return stats
 
 

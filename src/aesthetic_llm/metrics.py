@@ -1,7 +1,8 @@
-"""Correlation and ranking metrics with bootstrap confidence intervals.
+"""Point metrics of one model's predictions: correlations, errors, bias, hard-pair accuracy.
 
 Every function returns None instead of raising when a metric is undefined (too few rows, constant
-predictions), so a degenerate model gives `null` in metrics.json, not a crash.
+predictions), so a degenerate model gives `null` in metrics.json, not a crash. Values keep full
+precision; rounding happens in rendered tables only. Intervals: seed_bootstrap.py.
 """
 
 from __future__ import annotations
@@ -71,21 +72,7 @@ def plcc_logistic(pred: np.ndarray, mos: np.ndarray) -> float | None:
     return plcc(fitted, mos) if np.ptp(fitted) > 1e-3 * np.ptp(mos) else None
 
 
-def bootstrap_ci(pred: np.ndarray, mos: np.ndarray, fn: Any, n_boot: int, ci: float, seed: int) -> list[float] | None:
-    """Percentile bootstrap over images."""
-    if not _ok(pred, mos) or n_boot <= 0:
-        return None
-    rng = np.random.default_rng(seed)
-    idx = rng.integers(0, len(pred), size=(n_boot, len(pred)))
-    vals = [fn(pred[i], mos[i]) for i in idx]
-    vals = np.array([v for v in vals if v is not None])
-    if len(vals) < n_boot // 2:
-        return None
-    alpha = (1 - ci) / 2
-    return [round(float(np.quantile(vals, alpha)), 4), round(float(np.quantile(vals, 1 - alpha)), 4)]
-
-
-def _pair_hits(
+def pair_hits(
     pred_by_id: dict[str, float], pairs: Sequence[tuple[str, str, float]], mos_by_id: dict[str, float]
 ) -> tuple[list[str], np.ndarray, np.ndarray, np.ndarray]:
     """(image ids, pair → index of a, of b, hit in {0, 0.5, 1}) over the pairs both images of which are scored."""
@@ -105,79 +92,33 @@ def pairwise_accuracy(
     pred_by_id: dict[str, float], pairs: Sequence[tuple[str, str, float]], mos_by_id: dict[str, float]
 ) -> tuple[float | None, int]:
     """Share of pairs ordered as their MOS (ties in prediction count half); pairs with a missing image are skipped."""
-    hits = _pair_hits(pred_by_id, pairs, mos_by_id)[3]
-    return (round(float(hits.mean()), 4) if len(hits) else None), len(hits)
-
-
-def pairwise_accuracy_ci(
-    pred_by_id: dict[str, float],
-    pairs: Sequence[tuple[str, str, float]],
-    mos_by_id: dict[str, float],
-    *,
-    n_boot: int,
-    ci: float,
-    seed: int,
-    other_by_id: dict[str, float] | None = None,
-) -> list[float] | None:
-    """Bootstrap CI of pairwise accuracy (or, with `other_by_id`, of accuracy minus the other model's on the
-    same pairs), resampling images, not pairs: pairs share images, so a per-pair interval is too narrow.
-    A resampled image drawn k times weighs its pairs k-fold (pair weight = count_a × count_b)."""
-    if n_boot <= 0:
-        return None
-    ids, ia, ib, hits = _pair_hits(pred_by_id, pairs, mos_by_id)
-    if other_by_id is not None:
-        oids, oa, ob, ohits = _pair_hits(other_by_id, pairs, mos_by_id)
-        if (oids, oa.tolist(), ob.tolist()) != (ids, ia.tolist(), ib.tolist()):
-            return None  # the two models did not score the same images: no paired difference
-        hits = hits - ohits
-    if len(hits) < MIN_ROWS:
-        return None
-    rng = np.random.default_rng(seed)
-    vals = []
-    for _ in range(n_boot):
-        counts = np.bincount(rng.integers(0, len(ids), size=len(ids)), minlength=len(ids))
-        w = counts[ia] * counts[ib]
-        if w.sum() > 0:
-            vals.append(float((w * hits).sum() / w.sum()))
-    if len(vals) < n_boot // 2:
-        return None
-    alpha = (1 - ci) / 2
-    return [round(float(np.quantile(vals, alpha)), 4), round(float(np.quantile(vals, 1 - alpha)), 4)]
+    hits = pair_hits(pred_by_id, pairs, mos_by_id)[3]
+    return (float(hits.mean()) if len(hits) else None), len(hits)
 
 
 def summarise(
-    pred: np.ndarray,
-    mos: np.ndarray,
-    *,
-    n_boot: int,
-    ci: float,
-    seed: int,
-    threshold: float,
-    text_level_mos: np.ndarray | None = None,
+    pred: np.ndarray, mos: np.ndarray, *, threshold: float, text_level_mos: np.ndarray | None = None
 ) -> dict[str, Any]:
-    def r(x: float | None) -> float | None:
-        return None if x is None else round(x, 4)
-
+    """Every point metric of one prediction vector (full precision)."""
+    some = len(pred) > 0
     out: dict[str, Any] = {
         "n": int(len(pred)),
-        "srcc": r(srcc(pred, mos)),
-        "srcc_ci": bootstrap_ci(pred, mos, srcc, n_boot, ci, seed),
-        "plcc": r(plcc(pred, mos)),
-        "plcc_ci": bootstrap_ci(pred, mos, plcc, n_boot, ci, seed + 1),
-        "krcc": r(krcc(pred, mos)),
-        "plcc_logistic": r(plcc_logistic(pred, mos)),
-        "rmse": r(float(np.sqrt(np.mean((pred - mos) ** 2)))) if len(pred) else None,
-        "mean_bias": r(float(np.mean(pred) - np.mean(mos))) if len(pred) else None,
-        "pred_std": r(float(np.std(pred))) if len(pred) else None,
-        "binary_acc": r(float(np.mean((pred >= threshold) == (mos >= threshold)))) if len(pred) else None,
+        "srcc": srcc(pred, mos),
+        "plcc": plcc(pred, mos),
+        "krcc": krcc(pred, mos),
+        "plcc_logistic": plcc_logistic(pred, mos),
+        "rmse": float(np.sqrt(np.mean((pred - mos) ** 2))) if some else None,
+        "mean_bias": float(np.mean(pred) - np.mean(mos)) if some else None,
+        "pred_std": float(np.std(pred)) if some else None,
+        "binary_acc": float(np.mean((pred >= threshold) == (mos >= threshold))) if some else None,
     }
     if text_level_mos is not None:
         have = ~np.isnan(text_level_mos)
-        out["text_level_rate"] = r(float(have.mean())) if len(have) else None
+        out["text_level_rate"] = float(have.mean()) if len(have) else None
         if have.sum() >= MIN_ROWS:
             # Agreement between the level the model writes and its probability-weighted score.
-            out["text_vs_weighted_mae"] = r(float(np.mean(np.abs(text_level_mos[have] - pred[have]))))
-            out["text_level_srcc"] = r(srcc(text_level_mos[have], mos[have]))
+            out["text_vs_weighted_mae"] = float(np.mean(np.abs(text_level_mos[have] - pred[have])))
+            out["text_level_srcc"] = srcc(text_level_mos[have], mos[have])
         else:
             out["text_vs_weighted_mae"] = out["text_level_srcc"] = None
     return out

@@ -5,11 +5,17 @@ MOS = Σ i·c_i / Σ c_i on 1–10. AADB lists are `<image name> <score in [0,1]
 mos = 1 + 9·score. Labels are parsed by streaming; images are checked (decode, not just the header)
 in worker processes, and only as many as the seeded, MOS-stratified subsets need: a bad image is
 skipped, reported with its line and reason, and replaced by the next candidate of its MOS stratum.
+
+When the data holds fewer valid images than the subsets ask for, the AVA subset sizes are scaled down in
+proportion (every split keeps at least one image; with the official test list, test keeps what the list
+has and only val/train are scaled from the other images), said on stderr and recorded in stats.json as
+`scaled_subsets`; too few images for one per split is an error. No split is ever silently empty.
 """
 
 from __future__ import annotations
 
 import re
+import sys
 import time
 from collections import Counter
 from collections.abc import Iterator, Sequence
@@ -151,13 +157,15 @@ def check_image(path: str) -> str | None:
 
 
 class ImageChecker:
-    """Checks image batches in `workers` processes (one pool for the whole run) and times it."""
+    """Checks image batches in `workers` processes (one pool for the whole run) and times it. Each path is
+    decoded once per run: a second selection pass (scaled subsets) reuses the verdicts."""
 
     def __init__(self, workers: int = 2) -> None:
         self.workers = max(1, workers)
         self.pool = ProcessPoolExecutor(self.workers) if self.workers > 1 else None
         self.count = 0
         self.seconds = 0.0
+        self.results: dict[str, str | None] = {}
 
     def __enter__(self) -> ImageChecker:
         return self
@@ -167,15 +175,18 @@ class ImageChecker:
             self.pool.shutdown(cancel_futures=True)
 
     def check(self, paths: Sequence[str]) -> list[str | None]:
-        t0 = time.perf_counter()
-        if self.pool is None:
-            out = [check_image(p) for p in paths]
-        else:
-            chunk = max(1, min(64, len(paths) // (self.workers * 4)))
-            out = list(self.pool.map(check_image, paths, chunksize=chunk))
-        self.seconds += time.perf_counter() - t0
-        self.count += len(paths)
-        return out
+        todo = [p for p in dict.fromkeys(paths) if p not in self.results]
+        if todo:
+            t0 = time.perf_counter()
+            if self.pool is None:
+                out = [check_image(p) for p in todo]
+            else:
+                chunk = max(1, min(64, len(todo) // (self.workers * 4)))
+                out = list(self.pool.map(check_image, todo, chunksize=chunk))
+            self.results.update(zip(todo, out, strict=True))
+            self.seconds += time.perf_counter() - t0
+            self.count += len(todo)
+        return [self.results[p] for p in paths]
 
 
 # -- seeded, MOS-stratified subsets ----------------------------------------------------------------
@@ -189,6 +200,24 @@ def allocate(n: int, sizes: Sequence[int]) -> list[int]:
     for i in sorted(range(len(sizes)), key=lambda i: (-(raw[i] - quota[i]), i))[: n - sum(quota)]:
         quota[i] += 1
     return quota
+
+
+def scale_sizes(requested: dict[str, int], available: int) -> dict[str, int]:
+    """The requested subset sizes scaled down to `available` images: in proportion (largest remainder, ties to
+    the earlier split), each split asked for at least one image keeps one, the total is `available`. Unchanged
+    when they fit. ValueError when there are fewer images than splits asked for."""
+    if sum(requested.values()) <= available:
+        return dict(requested)
+    names = [s for s, n in requested.items() if n > 0]
+    if available < len(names):
+        raise ValueError(f"{available} image(s) for {len(names)} split(s)")
+    quota = dict(zip(names, allocate(available, [requested[s] for s in names]), strict=True))
+    for s in names:
+        if quota[s] == 0:  # the largest split gives one (it has >= 2: available >= len(names))
+            donor = max(names, key=lambda t: (quota[t], -names.index(t)))
+            quota[donor] -= 1
+            quota[s] = 1
+    return {s: quota.get(s, 0) for s in requested}
 
 
 def stratum(mos: float, strata: int) -> int:
@@ -284,6 +313,81 @@ def collect(parser: Iterator[Item | dict[str, Any]], problems: list[dict[str, An
     return items
 
 
+AVA_SPLITS = ("test", "val", "train")  # the order they are drawn in
+
+
+def select_ava(
+    ava: Sequence[Item],
+    sizes: dict[str, int],
+    test_ids: set[str] | None,
+    seed: int,
+    strata: int,
+    checker: ImageChecker,
+    skipped: list[dict[str, Any]],
+) -> dict[str, list[Item]]:
+    """Test first, then val, then train, each from what is left: one generator per split, so resizing train
+    never changes test. Official test-list images never reach train/val."""
+    taken: set[str] = set()
+    chosen: dict[str, list[Item]] = {}
+    for split_idx, split in enumerate(AVA_SPLITS):
+        excluded = taken | {p["image_id"] for p in skipped}
+        pool = [
+            it
+            for it in ava
+            if it.image_id not in excluded and (test_ids is None or (it.image_id in test_ids) == (split == "test"))
+        ]
+        rng = np.random.default_rng([seed, split_idx])
+        chosen[split] = pick_valid(pool, sizes[split], rng, strata, checker, skipped)
+        taken |= {it.image_id for it in chosen[split]}
+    return chosen
+
+
+def _fmt(sizes: dict[str, int]) -> str:
+    return " ".join(f"{s}={n}" for s, n in sizes.items())
+
+
+def fit_sizes(
+    requested: dict[str, int],
+    chosen: dict[str, list[Item]],
+    test_list: Path | None,
+    labels: Path,
+    parsed: int,
+) -> tuple[dict[str, int], dict[str, Any] | None]:
+    """Sizes for a second pass when a first pass ran short, and the stats record of it (None: nothing to change).
+
+    A split comes out short only when its pool is exhausted, so every valid image of that pool is then known:
+    the splits drawing from it are scaled to exactly that many. With the official test list, test is its own
+    pool (it keeps what the list has) and val/train share the rest."""
+    groups = [("test",), ("val", "train")] if test_list is not None else [AVA_SPLITS]
+    used, available, parts = dict(requested), {}, []
+    for group in groups:
+        req = {s: requested[s] for s in group}
+        if all(len(chosen[s]) >= req[s] for s in group):
+            continue
+        have = sum(len(chosen[s]) for s in group)
+        where = "+".join(group) + (" (official test list)" if test_list is not None and group == ("test",) else "")
+        available[where] = have
+        try:
+            fitted = scale_sizes(req, have)
+        except ValueError:
+            if test_list is not None and group == ("test",):
+                raise UserError(
+                    f"{test_list}: no valid AVA image of {labels} is on the official test list "
+                    f"(test={req['test']} requested; {parsed} images listed in {labels.name}): the test split would be empty"
+                ) from None
+            outside = " outside the official test list" if test_list is not None else ""
+            raise UserError(
+                f"{labels}: only {have} valid AVA image(s){outside} for {sum(n > 0 for n in req.values())} splits "
+                f"({_fmt(req)} requested; {parsed} images listed): each split needs at least one"
+            ) from None
+        used.update(fitted)
+        parts.append(f"{have} valid images for {where} ({_fmt(req)} requested), using {_fmt(fitted)}")
+    if used == requested:
+        return used, None
+    reason = "fewer valid images than requested: " + "; ".join(parts)
+    return used, {"requested": dict(requested), "used": used, "available": available, "reason": reason}
+
+
 def prepare_paper(params: Params, out_dir: Path) -> dict[str, Any]:
     seed = params.int("seed")
     strata = params.int("data.subset_strata", 9, lo=1)
@@ -310,6 +414,7 @@ def prepare_paper(params: Params, out_dir: Path) -> dict[str, Any]:
 
     test_list_s = params.str("data.ava_test_list", "")
     test_ids: set[str] | None = None
+    test_list: Path | None = None
     if test_list_s:
         test_list = Path(test_list_s) if Path(test_list_s).is_absolute() else ava_root / test_list_s
         test_ids = read_test_list(test_list)
@@ -329,21 +434,26 @@ def prepare_paper(params: Params, out_dir: Path) -> dict[str, Any]:
                         skipped.append(problem(it.source, it.path, it.line, kind, detail, it.image_id))
             ava = [it for it in ava if it.image_id not in bad]
             aadb = [it for it in aadb if it.image_id not in bad]
-        # Test first, then val, then train, each from what is left: one generator per split, so
-        # resizing train never changes test. Official test-list images never reach train/val.
-        taken: set[str] = set()
-        for split_idx, split in enumerate(("test", "val", "train")):
-            excluded = taken | {p["image_id"] for p in skipped}
-            pool = [
-                it
-                for it in ava
-                if it.image_id not in excluded and (test_ids is None or (it.image_id in test_ids) == (split == "test"))
-            ]
-            rng = np.random.default_rng([seed, split_idx])
-            chosen = pick_valid(pool, sizes[split], rng, strata, checker, skipped)
-            taken |= {it.image_id for it in chosen}
-            rows_by_split[split] = [it.row(split) for it in chosen]
+        requested = {s: sizes[s] for s in AVA_SPLITS}
+        audited = list(skipped)  # validate_all's verdicts, the same for both passes
+        chosen = select_ava(ava, requested, test_ids, seed, strata, checker, skipped)
+        used, scaled = fit_sizes(requested, chosen, test_list, ava_root / AVA_LABELS, len(ava))
+        if scaled is not None:
+            # Second pass at the scaled sizes; decoded images are not decoded again. The first pass saw every
+            # bad image of an exhausted pool, so its problems are kept, and the second pass's added.
+            again = list(audited)
+            chosen = select_ava(ava, used, test_ids, seed, strata, checker, again)
+            reported = {(p["source"], p["image_id"], p["line"]) for p in skipped}
+            skipped += [p for p in again if (p["source"], p["image_id"], p["line"]) not in reported]
+            print(f"data: {ava_root / AVA_LABELS}: subset sizes scaled: {scaled['reason']}", file=sys.stderr)
+        for split in AVA_SPLITS:
+            rows_by_split[split] = [it.row(split) for it in chosen[split]]
         unseen = pick_valid(aadb, sizes["unseen"], np.random.default_rng([seed, 3]), strata, checker, skipped)
+        if aadb_root is not None and sizes["unseen"] > 0 and not unseen:
+            raise UserError(
+                f"{aadb_root / AADB_LABEL_DIR}: no valid AADB image in list(s) {', '.join(aadb_lists)} "
+                f"({len(aadb)} listed): the unseen split would be empty"
+            )
         rows_by_split["unseen"] = [it.row("unseen") for it in unseen]
         validate = {"images": checker.count, "seconds": round(checker.seconds, 3), "workers": checker.workers}
 
@@ -355,7 +465,8 @@ def prepare_paper(params: Params, out_dir: Path) -> dict[str, Any]:
         "aadb_lists": aadb_lists if aadb_root is not None else [],
         "aadb_mos_mapping": AADB_MAPPING,
         "ava_test_list": test_list_s or None,
-        "subset_sizes": sizes,
+        "subset_sizes": sizes,  # as requested; scaled_subsets (null when none) gives the sizes used
+        "scaled_subsets": scaled,
         "subset_strata": strata,
         "shortfall": {s: sizes[s] - len(rows_by_split[s]) for s in sizes if len(rows_by_split[s]) < sizes[s]},
         "skipped_total": len(problems),

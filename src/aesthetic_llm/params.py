@@ -128,14 +128,57 @@ class Params:
         return copy.deepcopy(value)
 
 
-def stage_args(description: str | None, *, out: str | None = None) -> tuple[Params, argparse.Namespace]:
-    """The command line every stage script shares: `--params` (and `--out` when the stage has one)."""
+def stage_args(
+    description: str | None, *, out: str | None = None, seeded: bool = False
+) -> tuple[Params, argparse.Namespace]:
+    """The command line every stage script shares: `--params` (and `--out` when the stage has one, `--seed`
+    for a stage run once per training seed). The process's CPU numerics are pinned from `compute` here,
+    before any tensor is computed."""
     ap = argparse.ArgumentParser(description=description)
     ap.add_argument("--params", default=DEFAULT_PARAMS)
     if out is not None:
         ap.add_argument("--out", default=out)
+    if seeded:
+        ap.add_argument("--seed", type=int, required=True, help="training seed (one of `seeds`)")
     args = ap.parse_args()
-    return Params.load(args.params), args
+    params = Params.load(args.params)
+    pin_numerics(params)
+    return params, args
+
+
+def pin_numerics(params: Params) -> dict[str, str]:
+    """Pin this process's CPU kernels and threads as `compute` says (numerics.py)."""
+    from .numerics import CPU_NUMERICS, pin
+
+    return pin(params.str("compute.cpu_numerics", choices=CPU_NUMERICS), params.int("compute.threads", lo=1))
+
+
+def training_seeds(params: Params) -> list[int]:
+    """`seeds`: the training seeds, distinct integers, at least one."""
+    seeds = params.list("seeds")
+    if not seeds or any(isinstance(s, bool) or not isinstance(s, int) for s in seeds) or len(set(seeds)) < len(seeds):
+        raise UserError(f"{params.source}: seeds: expected a list of distinct integers, got {seeds!r}")
+    return seeds
+
+
+def set_seeds(path: str | Path, count: int) -> list[int]:
+    """Rewrite params.yaml's top-level `seeds:` list to `count` consecutive seeds from its first one
+    (editing only that line, comments kept); returns the new list."""
+    import re
+
+    from .io_utils import atomic_write_text
+
+    if count < 1:
+        raise UserError(f"SEEDS={count}: expected a number of training seeds >= 1")
+    path = Path(path)
+    text = path.read_text(encoding="utf-8")
+    match = re.search(r"^seeds:[ \t]*(\[[^\]\n]*\])", text, re.MULTILINE)
+    if match is None:
+        raise UserError(f"{path}: no top-level one-line 'seeds: [...]' list")
+    current = yaml.safe_load(match.group(1)) or [42]
+    seeds = [int(current[0]) + i for i in range(count)]
+    atomic_write_text(path, text[: match.start(1)] + str(seeds) + text[match.end(1) :])
+    return seeds
 
 
 def set_profile(path: str | Path, profile: str) -> bool:

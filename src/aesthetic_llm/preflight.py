@@ -8,13 +8,16 @@ from pathlib import Path
 from .errors import UserError
 from .levels import SCORE_MODES
 from .lf_data import PAIR_STRATEGIES
-from .params import Params
+from .numerics import CPU_NUMERICS, numerics_env
+from .params import Params, training_seeds
 
 
 def check(params: Params) -> list[str]:
     """Validate every value the stages read; return notes; raise UserError on the first hard problem."""
     p = params
     p.int("seed")
+    training_seeds(p)
+    numerics_env(p.str("compute.cpu_numerics", choices=CPU_NUMERICS), p.int("compute.threads", lo=1))
     p.int("levels.num_levels", lo=2)
     p.str("model.name_or_path")
     p.str("model.template")
@@ -44,7 +47,8 @@ def check(params: Params) -> list[str]:
     if p.num("dpo.sft_holdout", 0.0, lo=0.0) >= 1.0:
         raise UserError(f"{p.source}: dpo.sft_holdout: must be below 1 (SFT needs some train photos)")
     p.str("score.mode", choices=SCORE_MODES)
-    p.int("score.samples", 8, lo=1)
+    p.int("score.samples", lo=1)
+    p.int("dpo.on_policy_max_new_tokens", lo=1)
     p.int("score.batch_size", lo=1)
     p.int("score.max_new_tokens", lo=1)
     p.int("evaluate.bootstrap", lo=0)

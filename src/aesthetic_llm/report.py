@@ -13,6 +13,12 @@ from .io_utils import atomic_write_text, read_csv, read_json
 
 MODELS = ("zero_shot", "zero_shot_qalign5", "qalign_style", "sft", "dpo")
 SPLITS = ("test", "hard", "unseen", "val")
+# The paired comparisons the study's claims rest on: (model, other, label).
+CLAIMS = (
+    ("sft", "zero_shot", "SFT − zero-shot"),
+    ("dpo", "sft", "DPO − SFT"),
+    ("sft", "qalign_style", "CoT − no-CoT (SFT − qalign_style)"),
+)
 # Figures the study reported, for orientation only (Qwen2-VL-7B on AVA / AADB; not produced here).
 STUDY_REFERENCE = (
     "Study (paper profile, AVA): zero-shot SRCC 0.331, SFT 0.775, DPO 0.802; AADB unseen: Q-Align 0.656, ours 0.729."
@@ -23,6 +29,19 @@ def _fmt(x: float | None, ci: list[float] | None = None) -> str:
     if x is None:
         return "n/a"
     return f"{x:.3f}" + (f" [{ci[0]:.2f}, {ci[1]:.2f}]" if ci else "")
+
+
+def _cell(e: dict[str, Any], key: str) -> str:
+    """mean [CI] (min–max over seeds) of one metric, or the single value of an untrained model."""
+    if not e or e.get(key) is None:
+        return "n/a"
+    spread = e.get(f"{key}_spread")
+    seeds = f" ({spread[0]:.2f}–{spread[1]:.2f})" if spread and e.get("trained") and len(e[f"{key}_seeds"]) > 1 else ""
+    return _fmt(e[key], e.get(f"{key}_ci")) + seeds
+
+
+def _models(metrics: dict[str, Any]) -> list[str]:
+    return [m for m in MODELS if m in metrics["models"]] + [m for m in metrics["models"] if m not in MODELS]
 
 
 def published_table() -> list[str]:
@@ -43,34 +62,68 @@ def published_table() -> list[str]:
 
 
 def results_table(metrics: dict[str, Any]) -> str:
-    models = [m for m in MODELS if m in metrics["models"]] + [m for m in metrics["models"] if m not in MODELS]
+    """Per model: the seed mean of SRCC on test / unseen / val and of hard-pair accuracy, with CI and spread."""
     lines = [
-        "| model | "
-        + " | ".join(f"{s} SRCC [95% CI]" for s in SPLITS[:3])
-        + " | hard pair acc [95% CI] | Δ vs stage before: test SRCC; hard pairs [95% CI] | test PLCC | test bias |",
-        "|---" * 8 + "|",
+        "| model | test SRCC | unseen SRCC | val SRCC | hard-pair accuracy | test PLCC | test bias |",
+        "|---|---|---|---|---|---|---|",
     ]
-    for m in models:
+    for m in _models(metrics):
         ms = metrics["models"][m]
-        cells = []
-        for s in SPLITS[:3]:
-            e = ms.get(s, {})
-            sig = " *" if (e.get("p_vs_zero_shot") is not None and e["p_vs_zero_shot"] < 0.05) else ""
-            cells.append(_fmt(e.get("srcc"), e.get("srcc_ci")) + sig)
-        hard, test = ms.get("hard", {}), ms.get("test", {})
-        diff = next((k for k in hard if k.startswith("pair_acc_diff_vs_") and not k.endswith("_ci")), None)
-        delta = ""
-        if diff:
-            before = diff.removeprefix("pair_acc_diff_vs_")
-            srcc_d = test.get(f"srcc_diff_vs_{before}")
-            delta = (
-                f"test SRCC {_fmt(srcc_d, test.get(f'srcc_diff_vs_{before}_ci'))}; " if srcc_d is not None else ""
-            ) + f"pairs {_fmt(hard[diff], hard.get(diff + '_ci'))} (vs {before})"
+        test, hard = ms.get("test", {}), ms.get("hard", {})
         lines.append(
-            f"| {m} | " + " | ".join(cells) + f" | {_fmt(hard.get('pair_acc'), hard.get('pair_acc_ci'))}"
-            f" (n={hard.get('n_pairs', 0)}) | {delta} | {_fmt(test.get('plcc'))} | {_fmt(test.get('mean_bias'))} |"
+            f"| {m} | {_cell(test, 'srcc')} | {_cell(ms.get('unseen', {}), 'srcc')} | {_cell(ms.get('val', {}), 'srcc')}"
+            f" | {_cell(hard, 'pair_acc')} (n={hard.get('n_pairs', 0)}) | {_fmt(test.get('plcc'))}"
+            f" | {_fmt(test.get('mean_bias'))} |"
         )
     return "\n".join(lines)
+
+
+def verdict(ci: list[float] | None) -> str:
+    """A difference is a finding only when its CI excludes zero."""
+    if not ci:
+        return "n/a"
+    return "CI above 0" if ci[0] > 0 else "CI below 0" if ci[1] < 0 else "within noise"
+
+
+def comparisons_table(metrics: dict[str, Any]) -> str:
+    """The study's paired claims: mean difference over seeds [CI], per seed, and whether the CI excludes zero."""
+    lines = ["| comparison | on | difference [95% CI] | per seed | verdict |", "|---|---|---|---|---|"]
+    for model, other, label in CLAIMS:
+        for split, stat, what in (
+            ("test", "srcc", "test SRCC"),
+            ("unseen", "srcc", "unseen SRCC"),
+            ("hard", "pair_acc", "hard-pair accuracy"),
+        ):
+            e = metrics["models"].get(model, {}).get(split, {})
+            key = f"{stat}_diff_vs_{other}"
+            if key not in e:
+                continue
+            per = ", ".join(f"{v:+.3f}" for v in e.get(f"{key}_seeds") or [])
+            ci = e.get(f"{key}_ci")
+            lines.append(f"| {label} | {what} | {_fmt(e[key], ci)} | {per} | {verdict(ci)} |")
+    return "\n".join(lines)
+
+
+def targets(metrics: dict[str, Any]) -> list[str]:
+    """The demo's learning targets, judged on the seed means (and the CI of each difference)."""
+    ms = metrics["models"]
+    sft = ms.get("sft", {}).get("test", {})
+    hard = ms.get("dpo", {}).get("hard", {})
+    out = []
+    if sft.get("srcc") is not None:
+        out.append(f"- SFT test SRCC ≥ 0.6: {'met' if sft['srcc'] >= 0.6 else 'not met'} (seed mean {sft['srcc']:.3f})")
+    if sft.get("srcc_diff_vs_zero_shot") is not None:
+        d = sft["srcc_diff_vs_zero_shot"]
+        out.append(
+            f"- SFT ≥ zero-shot + 0.3 on test SRCC: {'met' if d >= 0.3 else 'not met'} (difference {_fmt(d, sft.get('srcc_diff_vs_zero_shot_ci'))})"
+        )
+    if hard.get("pair_acc_diff_vs_sft") is not None:
+        d, ci = hard["pair_acc_diff_vs_sft"], hard.get("pair_acc_diff_vs_sft_ci")
+        out.append(
+            f"- DPO ≥ SFT on hard-pair accuracy: {'met' if d >= 0 else 'not met'} on the seed mean "
+            f"(difference {_fmt(d, ci)}; {verdict(ci)})"
+        )
+    return out
 
 
 def detail_table(metrics: dict[str, Any]) -> str:
@@ -127,14 +180,20 @@ def _pyplot():
     return plt
 
 
-def _split_rows(pred_csv: Path, split: str) -> tuple[list[dict[str, str]], list[str]]:
-    """Prediction rows of one split, and the models present in it (table order first)."""
-    rows = [r for r in read_csv(pred_csv, required=("model", "split", "pred", "mos")) if r["split"] == split]
+def _split_rows(pred_csvs: list[Path], split: str) -> tuple[list[dict[str, str]], list[str]]:
+    """Prediction rows of one split from every file, and the models present in it (table order first)."""
+    rows = [
+        r
+        for path in pred_csvs
+        for r in read_csv(path, required=("model", "split", "pred", "mos"))
+        if r["split"] == split
+    ]
     present = {r["model"] for r in rows}
     return rows, [m for m in MODELS if m in present] + sorted(present - set(MODELS))
 
 
-def plot_curves(train_dir: Path, fig_dir: Path) -> list[str]:
+def plot_curves(train_dirs: dict[int, Path], fig_dir: Path) -> list[str]:
+    """Training curves, one line per training seed."""
     plt = _pyplot()
     made = []
     panels = {
@@ -143,17 +202,26 @@ def plot_curves(train_dir: Path, fig_dir: Path) -> list[str]:
         "dpo_reward_accuracy.png": ("dpo", ["rewards/accuracies", "rewards/margins"], "DPO rewards"),
     }
     for name, (stage, keys, title) in panels.items():
-        cols = _read_log(train_dir / f"{stage}_log.csv")
-        if not any(k in cols for k in keys):
+        logs = {seed: _read_log(d / f"{stage}_log.csv") for seed, d in train_dirs.items()}
+        if not any(k in cols for cols in logs.values() for k in keys):
             continue
         fig, ax = plt.subplots(figsize=(5, 3.2))
-        for k in keys:
-            if k in cols:
-                xs, ys = zip(*cols[k], strict=True)
-                ax.plot(xs, ys, marker="o" if k == "eval_loss" else None, ms=3, label=k)
+        for i, k in enumerate(keys):
+            for seed, cols in logs.items():
+                if k in cols:
+                    xs, ys = zip(*cols[k], strict=True)
+                    ax.plot(
+                        xs,
+                        ys,
+                        marker="o" if k == "eval_loss" else None,
+                        ms=3,
+                        color=f"C{i}",
+                        alpha=0.6,
+                        label=f"{k} (seed {seed})",
+                    )
         ax.set_xlabel("step")
-        ax.set_title(title)
-        ax.legend()
+        ax.set_title(f"{title}, {len(logs)} seed(s)")
+        ax.legend(fontsize=6)
         fig.tight_layout()
         fig.savefig(fig_dir / name, dpi=110)
         plt.close(fig)
@@ -161,9 +229,10 @@ def plot_curves(train_dir: Path, fig_dir: Path) -> list[str]:
     return made
 
 
-def plot_scatter(pred_csv: Path, fig_dir: Path, split: str = "test") -> list[str]:
+def plot_scatter(pred_csvs: list[Path], fig_dir: Path, split: str = "test") -> list[str]:
+    """Prediction vs MOS per model (the base and the first training seed's models)."""
     plt = _pyplot()
-    rows, models = _split_rows(pred_csv, split)
+    rows, models = _split_rows(pred_csvs, split)
     if not models:
         return []
     fig, axes = plt.subplots(1, len(models), figsize=(3.4 * len(models), 3.3), squeeze=False)
@@ -221,35 +290,29 @@ def base_note(params: dict[str, Any]) -> str:
     return f"Base model: `{name}`."
 
 
-def plot_selection(train_dir: Path, fig_dir: Path) -> list[str]:
-    """Val SRCC of every checkpoint beside the loss curves: the choice is made on the former."""
+def plot_selection(train_dirs: dict[int, Path], fig_dir: Path) -> list[str]:
+    """Val SRCC of every checkpoint, one line per seed, with the chosen step marked: the choice is made on it."""
     plt = _pyplot()
     made = []
     for stage in ("qalign_style", "sft", "dpo"):
-        sel_path = train_dir / f"{stage}_selection.csv"
-        if not sel_path.exists():
+        curves = {}
+        for seed, d in train_dirs.items():
+            path = d / f"{stage}_selection.csv"
+            if path.exists():
+                sel = [r for r in read_csv(path) if r["val_srcc"] not in ("", "None")]
+                if sel:
+                    curves[seed] = ([int(r["step"]) for r in sel], [float(r["val_srcc"]) for r in sel])
+        if not curves:
             continue
-        sel = [r for r in read_csv(sel_path) if r["val_srcc"] not in ("", "None")]
-        if not sel:
-            continue
-        log = _read_log(train_dir / f"{stage}_log.csv")
         fig, ax = plt.subplots(figsize=(5.5, 3.4))
-        for key in ("loss", "eval_loss"):
-            if key in log:
-                xs, ys = zip(*log[key], strict=True)
-                ax.plot(xs, ys, marker="o" if key == "eval_loss" else None, ms=3, label=key, alpha=0.8)
+        for i, (seed, (steps, vals)) in enumerate(curves.items()):
+            best = max(range(len(vals)), key=lambda j: (vals[j], -steps[j]))
+            ax.plot(steps, vals, "s-", color=f"C{i}", ms=3, label=f"seed {seed} (chosen: step {steps[best]})")
+            ax.plot([steps[best]], [vals[best]], "*", color=f"C{i}", ms=10)
         ax.set_xlabel("step")
-        ax.set_ylabel("loss")
-        ax2 = ax.twinx()
-        steps = [int(r["step"]) for r in sel]
-        vals = [float(r["val_srcc"]) for r in sel]
-        ax2.plot(steps, vals, "s-", color="tab:red", label="val SRCC")
-        best = max(range(len(vals)), key=lambda i: (vals[i], -steps[i]))
-        ax2.axvline(steps[best], color="tab:red", ls=":", lw=1)
-        ax2.set_ylabel("val SRCC", color="tab:red")
-        ax.set_title(f"{stage}: checkpoint chosen on val SRCC (step {steps[best]})")
-        lines = ax.get_legend_handles_labels()[0] + ax2.get_legend_handles_labels()[0]
-        ax.legend(lines, [ln.get_label() for ln in lines], fontsize=7, loc="upper right")
+        ax.set_ylabel("val SRCC")
+        ax.set_title(f"{stage}: checkpoint chosen on val SRCC (*)")
+        ax.legend(fontsize=7)
         fig.tight_layout()
         name = f"{stage}_checkpoint_selection.png"
         fig.savefig(fig_dir / name, dpi=110)
@@ -258,10 +321,10 @@ def plot_selection(train_dir: Path, fig_dir: Path) -> list[str]:
     return made
 
 
-def plot_calibration(pred_csv: Path, fig_dir: Path, split: str = "test") -> list[str]:
-    """Mean prediction per true-MOS bin (± s.e.): calibration and the mean bias toward the middle."""
+def plot_calibration(pred_csvs: list[Path], fig_dir: Path, split: str = "test") -> list[str]:
+    """Mean prediction per true-MOS bin (± s.e., every seed's predictions pooled): calibration and bias."""
     plt = _pyplot()
-    rows, models = _split_rows(pred_csv, split)
+    rows, models = _split_rows(pred_csvs, split)
     if not models:
         return []
     edges = np.arange(1, 11)
@@ -294,74 +357,143 @@ def plot_calibration(pred_csv: Path, fig_dir: Path, split: str = "test") -> list
     return [name]
 
 
-def preference_pairs_section(pair_stats_path: Path) -> list[str]:
-    """The DPO preference data (dpo_data's pair_stats.json) and where the strategy x loss comparison lives."""
-    if not pair_stats_path.exists():
+def preference_pairs_section(pair_stats: dict[int, Path]) -> list[str]:
+    """The DPO preference data per training seed (dpo_data's pair_stats.json)."""
+    lines = []
+    for seed, path in pair_stats.items():
+        if not path.exists():
+            continue
+        st = read_json(path)
+        dropped = st.get("dropped") or {}
+        extras = [
+            f"{label} {st[key]:.2f}"
+            for key, label in (
+                ("level_gap_mean", "mean level gap |chosen − rejected|"),
+                ("mos_gap_mean", "mean |ΔMOS| to the other image"),
+                ("chosen_error_mean", "mean chosen-level error"),
+                ("rejected_error_mean", "mean rejected-level error"),
+                ("rejected_signed_error_mean", "mean signed rejected-level error (< 0: too low)"),
+            )
+            if st.get(key) is not None
+        ]
+        lines.append(
+            f"- seed {seed}, strategy `{st.get('strategy', 'near_level')}`: {st.get('pairs')} pairs from "
+            f"{st.get('images_with_pairs', '?')} of {st.get('images', '?')} training images; "
+            + "; ".join(extras)
+            + (f"; dropped {json.dumps(dropped)}" if any(dropped.values()) else "; nothing dropped")
+            + (
+                f"; DPO-only source photos (`dpo.sft_holdout`): {', '.join(st['sft_holdout_sources'])}"
+                if st.get("sft_holdout_sources")
+                else ""
+            )
+        )
+    if not lines:
         return []
-    st = read_json(pair_stats_path)
-    dropped = st.get("dropped") or {}
-    labels = {
-        "mos_gap_mean": "mean |ΔMOS| to the other image",
-        "chosen_error_mean": "mean chosen-level error",
-        "rejected_error_mean": "mean rejected-level error",
-        "rejected_signed_error_mean": "mean signed rejected-level error (< 0: rejected answers too low)",
-    }
-    extras = [f"{label} {st[key]:.2f}" for key, label in labels.items() if st.get(key) is not None]
     return [
         "",
         "## Preference pairs (DPO)",
         "",
-        f"Strategy `{st.get('strategy', 'near_level')}`: {st.get('pairs')} pairs from {st.get('images_with_pairs', '?')} of "
-        f"{st.get('images', '?')} training images; level gap |chosen − rejected| counts {json.dumps(st.get('level_gaps'))}"
-        + (f", mean {st['level_gap_mean']:.2f}" if st.get("level_gap_mean") is not None else "")
-        + "".join(f"; {e}" for e in extras)
-        + (f"; dropped {json.dumps(dropped)}" if any(dropped.values()) else "; nothing dropped")
-        + "."
-        + (
-            f" These are the training images of the source photos kept out of SFT (`dpo.sft_holdout`): "
-            f"{', '.join(st['sft_holdout_sources'])}."
-            if st.get("sft_holdout_sources")
-            else ""
-        ),
+        *lines,
         "",
-        "Pair strategies × DPO losses are compared as DVC experiments: `make compare` writes "
-        "`reports/experiments.md` (ranked on val SRCC and hard-pair accuracy with 95% CIs).",
+        "Pair strategies × DPO losses are compared as DVC experiments: `make compare` writes `reports/experiments.md`.",
     ]
+
+
+def training_section(train: dict[int, dict[str, dict[str, Any]]]) -> list[str]:
+    """One row per stage and seed: steps, loss, runtime, and the checkpoint chosen on val against the last one."""
+    lines = [
+        "| stage | seed | steps | train loss | runtime (s) | chosen step: val SRCC | last step: val SRCC |",
+        "|---|---|---|---|---|---|---|",
+    ]
+    for stage in ("qalign_style", "sft", "dpo"):
+        for seed, stages in train.items():
+            m = stages.get(stage)
+            if not m:
+                continue
+            chosen = f"{m['selected_step']}: {_fmt(m.get('selected_val_srcc'))}" if "selected_step" in m else "n/a"
+            last = f"{m.get('final_step', m.get('steps'))}: {_fmt(m.get('final_val_srcc'))}"
+            lines.append(
+                f"| {stage} | {seed} | {m.get('steps')} | {_fmt(m.get('train_loss'))} | "
+                f"{m.get('train_runtime', 0):.0f} | {chosen} | {last} |"
+            )
+    return lines
+
+
+def environment_line(train: dict[int, dict[str, dict[str, Any]]]) -> str:
+    """What the trained numbers depend on besides code, params and data (numerics.fingerprint)."""
+    envs = [m["environment"] for stages in train.values() for m in stages.values() if m.get("environment")]
+    if not envs:
+        return ""
+    e = envs[0]
+    cpu = e.get("cpu", {})
+    same = all(x == e for x in envs)
+    return (
+        f"Trained on {cpu.get('model')} ({cpu.get('vendor')}; flags {', '.join(cpu.get('flags', []))}), torch "
+        f"{e.get('torch')}, {e.get('blas')}, oneDNN {e.get('onednn')}, kernels {e.get('cpu_capability')}, "
+        f"{e.get('threads')} threads, pins {json.dumps(e.get('env'))}"
+        + ("" if same else " (not the same in every training stage: see reports/train/seed*/*_metrics.json)")
+        + "."
+    )
 
 
 def build_report(
     metrics_path: Path,
-    pred_csv: Path,
-    train_dir: Path,
+    pred_csvs: list[Path],
+    train_dirs: dict[int, Path],
     data_stats: Path,
     out: Path,
     params_snapshot: dict[str, Any],
-    pair_stats: Path = Path("data/llamafactory/dpo/pair_stats.json"),
+    pair_stats: dict[int, Path],
 ) -> str:
+    """reports/report.md and its figures from this run's metrics, predictions (base + every seed) and logs."""
     metrics = read_json(metrics_path)
     fig_dir = out.parent / "figures"
     fig_dir.mkdir(parents=True, exist_ok=True)
+    first = pred_csvs[:2]  # the base model's and the first seed's predictions
     figs = (
-        plot_curves(train_dir, fig_dir)
-        + plot_selection(train_dir, fig_dir)
-        + plot_scatter(pred_csv, fig_dir)
-        + plot_calibration(pred_csv, fig_dir)
+        plot_curves(train_dirs, fig_dir)
+        + plot_selection(train_dirs, fig_dir)
+        + plot_scatter(first, fig_dir)
+        + plot_calibration(pred_csvs, fig_dir)
     )
     stats = read_json(data_stats) if data_stats.exists() else {}
     train = {
-        s: read_json(train_dir / f"{s}_metrics.json")
-        for s in ("qalign_style", "sft", "dpo")
-        if (train_dir / f"{s}_metrics.json").exists()
+        seed: {
+            s: read_json(d / f"{s}_metrics.json")
+            for s in ("qalign_style", "sft", "dpo")
+            if (d / f"{s}_metrics.json").exists()
+        }
+        for seed, d in train_dirs.items()
     }
+    settings = metrics.get("settings", {})
+    seeds = settings.get("seeds", [])
     parts = [
         f"# Aesthetic scoring report ({metrics.get('profile', '?')} profile)",
         "",
         "Generated by `dvc repro` (stage `report`) from this run's own predictions and training logs; "
         "every number below is read from the files listed at the end.",
         "",
-        "## Results: SRCC with 95% bootstrap CI (`*`: p < 0.05 vs zero-shot, paired bootstrap)",
+        f"## Results over {len(seeds)} training seed(s) {seeds}",
+        "",
+        f"Each cell: the mean over training seeds [{settings.get('ci', 0.95):.0%} CI] (min–max across seeds). The CI is a "
+        f"{settings.get('bootstrap')}-replicate bootstrap over training seeds × source photos × crops within a "
+        "photo (crops of one photo are not independent draws); models not trained here (zero-shot) have no seed "
+        "spread. Data, critiques and the test set are the same for every seed.",
         "",
         results_table(metrics),
+        "",
+        "## The study's comparisons (paired: same seeds, same images)",
+        "",
+        comparisons_table(metrics),
+        "",
+        "A difference is a finding only when its CI excludes zero; otherwise it is within noise. Test and "
+        f"unseen hold {metrics['models'].get('sft', {}).get('test', {}).get('n_sources', '?')} and "
+        f"{metrics['models'].get('sft', {}).get('unseen', {}).get('n_sources', '?')} source photos: the photo "
+        "level of the bootstrap has few distinct draws, so these intervals speak for these photos' kind only roughly.",
+        "",
+        "Targets of the demo, on the seed means:",
+        "",
+        *targets(metrics),
         "",
         base_note(params_snapshot),
         "",
@@ -369,10 +501,10 @@ def build_report(
         "",
         *published_table(),
         "",
-        "## All metrics",
+        "## All metrics (seed means)",
         "",
-        f"Binary accuracy at MOS >= {metrics.get('settings', {}).get('binary_threshold')}; p-values from a paired "
-        "bootstrap of the SRCC difference on the same images.",
+        f"Binary accuracy at MOS >= {settings.get('binary_threshold')}; p-values from the seed × photo bootstrap "
+        "of the paired SRCC difference. Per-seed values: `reports/metrics.json` (`<metric>_seeds`).",
         "",
         detail_table(metrics),
         "",
@@ -384,24 +516,10 @@ def build_report(
         "",
         "## Training",
         "",
+        *training_section(train),
+        "",
+        environment_line(train),
     ]
-    for stage, m in train.items():
-        parts.append(
-            f"- **{stage}** ({m.get('finetuning_type')}, `{m.get('config')}`): {m.get('steps')} steps, "
-            f"train loss {_fmt(m.get('train_loss'))}, runtime {m.get('train_runtime', 0):.0f} s"
-            + (f", final eval loss {_fmt(m.get('final_eval_loss'))}" if "final_eval_loss" in m else "")
-            + (
-                f", final reward accuracy {_fmt(m.get('final_reward_accuracy'))}"
-                if "final_reward_accuracy" in m
-                else ""
-            )
-            + (
-                f"; checkpoint chosen on val SRCC: step {m['selected_step']} (val SRCC {_fmt(m.get('selected_val_srcc'))}"
-                f", last step {m.get('final_step')}: {_fmt(m.get('final_val_srcc'))})"
-                if "selected_step" in m
-                else ""
-            )
-        )
     parts += preference_pairs_section(pair_stats)
     parts += ["", "## Figures", ""] + [f"![{f}](figures/{f})" for f in figs]
     if stats:
@@ -416,8 +534,10 @@ def build_report(
         "",
         "## Provenance",
         "",
-        f"- metrics: `{metrics_path}`; predictions: `{pred_csv}`; training logs and effective LLaMA-Factory configs: `{train_dir}/`",
-        f"- seed {params_snapshot.get('seed')}, profile {params_snapshot.get('profile')}; full parameters: `reports/params_used.yaml`",
+        f"- metrics: `{metrics_path}`; predictions: {', '.join(f'`{p}`' for p in pred_csvs)}; training logs and "
+        "effective LLaMA-Factory configs: `reports/train/seed<N>/`",
+        f"- data seed {params_snapshot.get('seed')}, training seeds {seeds}, profile {params_snapshot.get('profile')}; "
+        "full parameters: `reports/params_used.yaml`",
         "",
     ]
     text = "\n".join(parts)

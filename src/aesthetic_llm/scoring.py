@@ -225,7 +225,7 @@ class LevelScorer:
         probs = torch.softmax(self.label_logprobs(images, prefixes), dim=-1)
         scores = probs @ self.centres
         return [
-            LevelPrediction(float(s), [round(float(x), 6) for x in p], tl, t)
+            LevelPrediction(float(s), [float(x) for x in p], tl, t)
             for s, p, tl, t in zip(scores, probs, text_levels, prefixes, strict=True)
         ]
 
@@ -246,6 +246,6 @@ class LevelScorer:
             written = [lv for lv in (parse_rating_level(g, self.num_levels) for g in answers) if lv is not None]
             level = Counter(written).most_common(1)[0][0] if written else None
             out.append(
-                LevelPrediction(float(s), [round(float(x), 6) for x in p], level, self.rating_prefix(answers[0]))
+                LevelPrediction(float(s), [float(x) for x in p], level, self.rating_prefix(answers[0]))
             )
         return out

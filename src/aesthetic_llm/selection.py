@@ -26,15 +26,10 @@ def candidates(train_dir: Path, final_step: int) -> list[tuple[int, Path]]:
     return sorted(found.items())
 
 
-def val_srcc(
-    model_dir: Path,
-    processor_dir: Path,
-    manifest: Path,
-    num_levels: int,
-    mode: str,
-    max_new_tokens: int,
-    batch_size: int,
-) -> float | None:
+def score_manifest(
+    model_dir: Path, processor_dir: Path, manifest: Path, num_levels: int, mode: str, max_new_tokens: int, batch_size: int
+) -> tuple[list[str], np.ndarray, np.ndarray]:
+    """(image ids, scores, MOS) of one checkpoint on one split's manifest."""
     from .predict import load_images
     from .scoring import LevelScorer
 
@@ -43,10 +38,14 @@ def val_srcc(
     preds = []
     for start in range(0, len(rows), batch_size):
         chunk = rows[start : start + batch_size]
-        preds += [
-            p.score for p in scorer.predict(load_images(chunk, manifest), mode=mode, max_new_tokens=max_new_tokens)
-        ]
-    return srcc(np.asarray(preds), np.asarray([float(r["mos"]) for r in rows]))
+        images = load_images(chunk, manifest, first_line=start + 2)
+        preds += [p.score for p in scorer.predict(images, mode=mode, max_new_tokens=max_new_tokens)]
+    return [r["image_id"] for r in rows], np.asarray(preds), np.asarray([float(r["mos"]) for r in rows])
+
+
+def val_srcc(model_dir: Path, processor_dir: Path, manifest: Path, **score_kw: Any) -> float | None:
+    _, pred, mos = score_manifest(model_dir, processor_dir, manifest, **score_kw)
+    return srcc(pred, mos)
 
 
 def select_checkpoint(
@@ -59,7 +58,7 @@ def select_checkpoint(
         rows.append(
             {
                 "step": step,
-                "val_srcc": None if value is None else round(value, 4),
+                "val_srcc": value,
                 "eval_loss": eval_loss.get(step, ""),
                 "path": path.name,
             }

@@ -44,14 +44,20 @@ def params_with_sets(params_path: Path, sets: list[str], out_dir: Path) -> Param
     return Params.load(used)
 
 
-def score_and_evaluate(p: Params, out_dir: Path) -> dict[str, Any]:
-    """Score every model into score.out and evaluate it (the evaluate stage's metrics) into out_dir/metrics.json."""
+def score_and_evaluate(p: Params, out_dir: Path, seeds: list[int] | None = None) -> dict[str, Any]:
+    """Score the base and each training seed's models (default: every seed of `seeds`) into score.out_dir and
+    evaluate them as the evaluate stage does into out_dir/metrics.json."""
     from .evaluate import evaluate_with_params
+    from .params import training_seeds
+    from .paths import predictions_file
     from .predict import score_all
 
-    predictions = Path(p.str("score.out"))
-    summary = score_all(p, predictions)
-    metrics = evaluate_with_params(p, predictions, Path(p.str("data.out_dir")) / "hard_pairs.csv")
-    metrics["profile"], metrics["scoring_seconds"] = p.profile, summary["seconds"]
+    seeds = training_seeds(p) if seeds is None else seeds
+    files, seconds = [], {}
+    for seed in (None, *seeds):
+        files.append(predictions_file(p.str("score.out_dir"), seed))
+        seconds["base" if seed is None else f"seed{seed}"] = score_all(p, files[-1], seed)["seconds"]
+    metrics = evaluate_with_params(p, files, Path(p.str("data.out_dir")) / "hard_pairs.csv", seeds=seeds)
+    metrics["profile"], metrics["scoring_seconds"] = p.profile, seconds
     write_json(out_dir / "metrics.json", metrics)
     return metrics

@@ -7,6 +7,7 @@ LoRA runs are merged (`llamafactory-cli export`) so every later stage loads a pl
 
 from __future__ import annotations
 
+import csv
 import os
 import shutil
 import subprocess
@@ -19,6 +20,8 @@ import yaml
 from .errors import UserError
 from .io_utils import atomic_write_text, read_json, write_csv, write_json
 from .levels import SCORE_MODES
+from .manifest import manifest_path
+from .numerics import fingerprint
 from .params import Params
 from .selection import drop_checkpoints, promote, select_checkpoint
 
@@ -61,20 +64,19 @@ def node_rank() -> int:
     return int(raw)
 
 
-def overrides_for(params: Params, stage: str, model_path: str) -> dict[str, Any]:
-    """LLaMA-Factory keys that params.yaml controls for `stage` (sft | dpo)."""
+def overrides_for(params: Params, stage: str, model_path: str, out_dir: str | Path, seed: int) -> dict[str, Any]:
+    """LLaMA-Factory keys that params.yaml controls for `stage` (sft | dpo), training into `out_dir` with `seed`."""
     ft = params.str(f"{stage}.finetuning_type", choices=("full", "lora", "freeze"))
-    out_dir = params.str(f"{stage}.output_dir")
     ov: dict[str, Any] = {
         "model_name_or_path": model_path,
         "template": params.str("model.template"),
         "finetuning_type": ft,
-        "output_dir": f"{out_dir}/adapter" if ft == "lora" else out_dir,
+        "output_dir": f"{out_dir}/adapter" if ft == "lora" else str(out_dir),
         "learning_rate": learning_rate(params, stage, ft),
         "num_train_epochs": params.num(f"{stage}.num_train_epochs", lo=0.0),
         "per_device_train_batch_size": params.int(f"{stage}.per_device_train_batch_size", lo=1),
         "gradient_accumulation_steps": params.int(f"{stage}.gradient_accumulation_steps", lo=1),
-        "seed": params.int("seed"),
+        "seed": seed,
     }
     if ft == "lora":
         ov["lora_rank"] = params.int(f"{stage}.lora_rank", 16, lo=1)
@@ -215,10 +217,6 @@ def choose_checkpoint(
     params: Params, name: str, train_dir: Path, summary: dict[str, Any], reports_dir: Path, mode: str
 ) -> dict[str, Any]:
     """Score every saved checkpoint on val (the downstream metric) and promote the best to the stage's model."""
-    import csv
-
-    from .manifest import manifest_path
-
     with (reports_dir / f"{name}_log.csv").open() as fh:
         eval_loss = {int(r["step"]): float(r["eval_loss"]) for r in csv.DictReader(fh) if r.get("eval_loss")}
     sel = select_checkpoint(
@@ -239,19 +237,22 @@ def choose_checkpoint(
 def train_stage(
     params: Params,
     stage: str,
-    model_path: str,
-    reports_dir: Path = Path("reports/train"),
+    model_path: str | Path,
+    *,
+    seed: int,
+    out_dir: Path,
+    reports_dir: Path,
     name: str | None = None,
     dataset: dict[str, str] | None = None,
     score_mode: str | None = None,
+    keep_checkpoints: bool = False,
 ) -> dict[str, Any]:
-    """Train `stage` (sft | dpo) with its recipe and params. A variant (`name`, e.g. the no-CoT
-    ablation) reuses the recipe and hyper-parameters with other datasets, its own output dir and reports."""
+    """Train `stage` (sft | dpo) with its recipe and params into `out_dir` with training seed `seed`. A
+    variant (`name`, e.g. the no-CoT ablation) reuses the recipe and hyper-parameters with other datasets
+    and its own reports. `keep_checkpoints` leaves every epoch's checkpoint in place (for studies of them)."""
     name = name or stage
     config = Path(params.str(f"{stage}.config"))
-    overrides = overrides_for(params, stage, model_path)
-    out_dir = Path(params.str(f"{name}.output_dir"))
-    overrides["output_dir"] = f"{out_dir}/adapter" if overrides["finetuning_type"] == "lora" else str(out_dir)
+    overrides = overrides_for(params, stage, str(model_path), out_dir, seed)
     overrides.update(dataset or {})
     rank = node_rank()
     if rank > 0:
@@ -271,10 +272,11 @@ def train_stage(
         # cot_sampled scores greedily here: k-fold cheaper, and selection only ranks one run's checkpoints.
         mode = "cot" if mode == "cot_sampled" else mode
         summary.update(choose_checkpoint(params, name, train_dir, summary, reports_dir, mode))
-    drop_checkpoints(train_dir)
+    if not keep_checkpoints:
+        drop_checkpoints(train_dir)
     if overrides["finetuning_type"] == "lora":
         merge = {
-            "model_name_or_path": model_path,
+            "model_name_or_path": str(model_path),
             "adapter_name_or_path": str(train_dir),
             "template": overrides["template"],
             "finetuning_type": "lora",
@@ -283,6 +285,12 @@ def train_stage(
         merge_cfg = reports_dir / f"{name}_export.yaml"
         atomic_write_text(merge_cfg, yaml.safe_dump(merge, sort_keys=False))
         run_llamafactory("export", merge_cfg, {}, out_dir / "llamafactory_export.log")
-    summary.update({"stage": name, "config": str(config), "finetuning_type": overrides["finetuning_type"]})
+    summary.update(
+        stage=name,
+        seed=seed,
+        config=str(config),
+        finetuning_type=overrides["finetuning_type"],
+        environment=fingerprint(),
+    )
     write_json(reports_dir / f"{name}_metrics.json", summary)
     return summary

@@ -1,0 +1,19 @@
+#!/usr/bin/env python
+"""DVC stage `score_base`: the base model as it is (zero-shot, and Q-Align's method on it), scored once."""
+
+import json
+
+from aesthetic_llm.errors import cli_entry
+from aesthetic_llm.params import stage_args
+from aesthetic_llm.paths import predictions_file
+from aesthetic_llm.predict import score_all
+
+
+@cli_entry
+def main() -> None:
+    p, _ = stage_args(__doc__)
+    print(json.dumps(score_all(p, predictions_file(p.str("score.out_dir"), None), None)))
+
+
+if __name__ == "__main__":
+    main()
