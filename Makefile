@@ -25,7 +25,7 @@ QALIGN_VENV ?= .venv-qalign
 QALIGN_LOCK := requirements-qalign.lock
 QALIGN_STAMP := $(QALIGN_VENV)/.installed-$(shell sha256sum $(QALIGN_LOCK) 2>/dev/null | cut -c1-16)
 
-.PHONY: help setup setup-qalign reproduce base-model test test-fast lint report dag docker-build docker-run clean
+.PHONY: help setup setup-qalign reproduce rehearse base-model test test-fast lint report dag docker-build docker-run clean
 
 help: ## Show this help
 	@echo "usage: make <target> [PROFILE=demo|paper]"
@@ -62,6 +62,10 @@ reproduce: setup ## Run the whole pipeline (dvc repro) on PROFILE (default demo)
 	$(BIN)/dvc repro
 	@echo "report: reports/report.md"
 
+rehearse: setup ## Run the paper profile end to end on CPU with the stand-ins of configs/rehearsal.yaml (rehearsal/)
+	$(BIN)/python scripts/rehearse.py
+	@echo "report: rehearsal/reports/report.md"
+
 base-model: setup ## Re-pre-train the demo base (frozen `base` stage, ~33 min on 2 cores) and record it in dvc.lock
 	$(BIN)/dvc repro model
 	$(BIN)/python scripts/pretrain_base.py --init models/init
@@ -92,8 +96,15 @@ bench-gpu: setup ## On a CUDA GPU: 7B-sized scoring sweep and a ZeRO-2 LoRA SFT 
 	$(BIN)/python benchmarks/score.py --preset qwen2-vl-7b --out benchmarks/results/score_gpu.json
 	FORCE_TORCHRUN=1 $(BIN)/python benchmarks/zero2_step.py --out benchmarks/results/zero2_step.json
 
-docker-build: ## Build the CUDA image (needs a Docker engine)
-	docker build -t $(IMAGE) .
+.PHONY: docker-base docker-test
+docker-build: ## Build the CUDA image (docker, or podman/buildah without a daemon); BASE_IMAGE=... for another base
+	docker/build_image.sh -t $(IMAGE) $(if $(BASE_IMAGE),--base $(BASE_IMAGE))
+
+docker-base: ## Make localhost/debian-bookworm-base with debootstrap (root), a base for docker-test where no registry is reachable
+	docker/build_base.sh localhost/debian-bookworm-base
+
+docker-test: ## Build the image, then in it: leak check, make test-fast and a demo stage (BASE_IMAGE=localhost/debian-bookworm-base here)
+	docker/test_image.sh $(if $(BASE_IMAGE),--base $(BASE_IMAGE)) $(if $(filter command line environment,$(origin IMAGE)),-t $(IMAGE))
 
 docker-run: ## Run `make reproduce PROFILE=...` in the image on the host's GPUs, repo mounted at /workspace
 	docker run --rm --gpus all --ipc=host -v "$(CURDIR)":/workspace -v "$${HF_HOME:-$$HOME/.cache/huggingface}":/root/.cache/huggingface \

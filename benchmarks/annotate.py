@@ -46,7 +46,7 @@ def make_manifest(dir_: Path, n: int, size: tuple[int, int]) -> Path:
 
 
 def start_server(latency: float) -> tuple[subprocess.Popen, str, str]:
-    cmd = [sys.executable, str(ROOT / "tests" / "openai_fault_server.py"), "--latency", str(latency)]
+    cmd = [sys.executable, "-m", "aesthetic_llm.fault_server", "--latency", str(latency)]
     proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, text=True, cwd=ROOT)
     assert proc.stdout is not None
     info = json.loads(proc.stdout.readline())

@@ -32,10 +32,10 @@ from aesthetic_llm.api_annotate import (
     validate_answer,
 )
 from aesthetic_llm.errors import UserError
+from aesthetic_llm.fault_server import NUMBERS_ANALYSES, VALID_ANALYSIS, FaultServer, image_key
 from aesthetic_llm.io_utils import write_csv
 from aesthetic_llm.levels import mos_to_level
 from aesthetic_llm.params import Params
-from tests.openai_fault_server import NUMBERS_ANALYSES, VALID_ANALYSIS, FaultServer, image_key
 
 ROOT = Path(__file__).resolve().parents[1]
 KEY = "sk-test-DISTINCTIVE-9f3c7a1e5b"

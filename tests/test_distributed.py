@@ -44,10 +44,12 @@ def _params(**stage: dict) -> Params:
 @pytest.mark.parametrize("stage", ["sft", "dpo"])
 @pytest.mark.parametrize("ft", ["full", "lora"])
 def test_null_learning_rate_uses_the_finetuning_type_default(stage, ft):
-    ov = overrides_for(_params(**{stage: {"learning_rate": None, "finetuning_type": ft}}), stage, "m")
+    ov = overrides_for(_params(**{stage: {"learning_rate": None, "finetuning_type": ft}}), stage, "m", "models/x", 0)
     assert ov["learning_rate"] == DEFAULT_LR[stage][ft]
     assert DEFAULT_LR["sft"] == {"full": 2e-5, "freeze": 2e-5, "lora": 1e-4}
-    explicit = overrides_for(_params(**{stage: {"learning_rate": 3e-4, "finetuning_type": ft}}), stage, "m")
+    explicit = overrides_for(
+        _params(**{stage: {"learning_rate": 3e-4, "finetuning_type": ft}}), stage, "m", "models/x", 0
+    )
     assert explicit["learning_rate"] == 3e-4
 
 
@@ -56,12 +58,12 @@ def test_lora_and_preference_params_reach_llamafactory():
         sft={"finetuning_type": "lora", "lora_rank": 8, "lora_alpha": 16, "lora_target": ["q_proj", "v_proj"]},
         dpo={"ftx": 0.5, "loss": "simpo"},
     )
-    ov = overrides_for(p, "sft", "m")
+    ov = overrides_for(p, "sft", "m", "models/x", 0)
     assert (ov["lora_rank"], ov["lora_alpha"], ov["lora_target"]) == (8, 16, "q_proj,v_proj")
     assert ov["output_dir"].endswith("/adapter")
-    full = overrides_for(p, "dpo", "m")
+    full = overrides_for(p, "dpo", "m", "models/x", 0)
     assert "lora_rank" not in full and full["pref_ftx"] == 0.5 and full["pref_loss"] == "simpo"
-    defaults = overrides_for(_params(dpo={"finetuning_type": "lora"}), "dpo", "m")
+    defaults = overrides_for(_params(dpo={"finetuning_type": "lora"}), "dpo", "m", "models/x", 0)
     assert (defaults["lora_rank"], defaults["lora_alpha"], defaults["lora_target"], defaults["pref_ftx"]) == (
         16,
         32,
@@ -69,7 +71,7 @@ def test_lora_and_preference_params_reach_llamafactory():
         0.5,  # params.yaml's dpo.ftx
     )
     with pytest.raises(UserError, match="dpo.loss"):
-        overrides_for(_params(dpo={"loss": "nca"}), "dpo", "m")
+        overrides_for(_params(dpo={"loss": "nca"}), "dpo", "m", "models/x", 0)
 
 
 def test_cli_overrides_keep_yaml_ambiguous_strings_strings():
@@ -122,7 +124,7 @@ def test_80gb_recipes_parse_and_use_zero3_full_bf16(path):
     cfg.update(bf16=False, use_cpu=True)
     HfArgumentParser(_TRAIN_ARGS).parse_dict(cfg, allow_extra_keys=False)
     p = _params(**{cfg["stage"]: {"config": str(path), "finetuning_type": "full", "learning_rate": None}})
-    eff = effective_config(path, overrides_for(p, cfg["stage"], "m"))
+    eff = effective_config(path, overrides_for(p, cfg["stage"], "m", "models/x", 0))
     assert eff["learning_rate"] == DEFAULT_LR[cfg["stage"]]["full"] and eff["deepspeed"] == ds_path
 
 
@@ -135,7 +137,7 @@ def test_worker_node_trains_only(tmp_path, monkeypatch):
     (tmp_path / "models/sft").mkdir(parents=True)
     (tmp_path / "models/sft/keep").write_text("node 0's")
     p = _params(sft={"config": str(ROOT / "llamafactory_configs/demo/qwen2vl_full_sft.yaml")})
-    out = train_stage(p, "sft", "models/base", reports_dir=tmp_path / "reports")
+    out = train_stage(p, "sft", "models/base", seed=1, out_dir=Path("models/sft"), reports_dir=tmp_path / "reports")
     assert out["node_rank"] == 1 and len(calls) == 1 and calls[0][0] == "train"
     assert (tmp_path / "models/sft/keep").exists() and not (tmp_path / "reports").exists()
     monkeypatch.setenv("NODE_RANK", "x")
@@ -252,7 +254,7 @@ def test_two_process_gloo_training_through_train_stage(tiny_workspace, monkeypat
             "extra": {**_SHORT, "dataset_dir": "sft", "max_steps": 2, "ddp_backend": "gloo"},
         }
     )
-    summary = train_stage(p, "sft", str(model), reports_dir=root / "reports")
+    summary = train_stage(p, "sft", str(model), seed=42, out_dir=Path("models/sft"), reports_dir=root / "reports")
     log = (root / "models/sft/llamafactory_train.log").read_text()
     assert "Initializing 2 distributed tasks" in log
     assert "Process rank: 0, world size: 2" in log and "Process rank: 1, world size: 2" in log
@@ -278,7 +280,7 @@ def test_each_preference_loss_runs_through_llamafactory(tiny_workspace, loss):
             "extra": {**_SHORT, "dataset_dir": "dpo", "max_steps": 1},
         }
     )
-    summary = train_stage(p, "dpo", str(model), reports_dir=root / "reports")
+    summary = train_stage(p, "dpo", str(model), seed=42, out_dir=Path("models/dpo"), reports_dir=root / "reports")
     cfg = yaml.safe_load((root / "reports/dpo_config.yaml").read_text())
     assert cfg["pref_loss"] == loss and cfg["pref_ftx"] == 0.1
     assert summary["steps"] == 1 and np.isfinite(summary["train_loss"])
@@ -302,7 +304,7 @@ def test_crossfit_answers_every_photo_with_a_fold_model_that_never_saw_it(tiny_w
         score={"max_new_tokens": 8, "batch_size": 4},
     )
     folds = source_folds(anns, 2, 0)
-    samples = crossfit_samples(p, anns, anns[:2], folds, root / "cf", 2)
+    samples = crossfit_samples(p, anns, anns[:2], folds, root / "cf", 2, 42)
     assert set(samples) == {a["image_id"] for a in anns} and all(len(s) == 2 for s in samples.values())
     for j, fold in enumerate(folds):
         trained_on = {r["image_id"] for r in json.loads((root / f"cf/fold{j}/data/{SFT_DATASET}.json").read_text())}
@@ -313,7 +315,7 @@ def test_crossfit_answers_every_photo_with_a_fold_model_that_never_saw_it(tiny_w
         assert (root / f"cf/fold{j}/model/model.safetensors").exists()
     # a finished fold is reused; a changed recipe (samples per image) trains again
     monkeypatch.setattr(train, "train_stage", lambda *a, **k: pytest.fail("retrained a finished fold"))
-    assert crossfit_samples(p, anns, anns[:2], folds, root / "cf", 2) == samples
+    assert crossfit_samples(p, anns, anns[:2], folds, root / "cf", 2, 42) == samples
     monkeypatch.setattr(train, "train_stage", lambda *a, **k: (_ for _ in ()).throw(RuntimeError("retrain")))
     with pytest.raises(RuntimeError, match="retrain"):
-        crossfit_samples(p, anns, anns[:2], folds, root / "cf", 3)
+        crossfit_samples(p, anns, anns[:2], folds, root / "cf", 3, 42)

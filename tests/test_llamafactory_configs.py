@@ -50,7 +50,9 @@ def test_deepspeed_configs_leave_scheduler_and_optimizer_to_llamafactory(path):
 @pytest.mark.parametrize("profile", ["demo", "paper"])
 def test_params_overrides_reach_the_effective_config(repo_params, profile):
     p = Params(repo_params, profile=profile)
-    cfg = effective_config(ROOT / p.str("dpo.config"), overrides_for(p, "dpo", p.str("sft.output_dir")))
+    cfg = effective_config(
+        ROOT / p.str("dpo.config"), overrides_for(p, "dpo", p.str("sft.output_dir"), p.str("dpo.output_dir"), 42)
+    )
     assert cfg["pref_beta"] == p.num("dpo.beta") and cfg["pref_loss"] == p.str("dpo.loss")
     assert cfg["learning_rate"] == p.num("dpo.learning_rate") and cfg["stage"] == "dpo"
     expected_out = p.str("dpo.output_dir") + ("/adapter" if p.str("dpo.finetuning_type") == "lora" else "")

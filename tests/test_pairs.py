@@ -134,7 +134,7 @@ def test_cross_image_pairs_show_one_image_and_reject_a_close_mos_neighbours_crit
         a, b = by_id[p["image_id"]], by_id[p["rejected_image_id"]]
         assert a is not b and p["images"] == [a["path"]]  # only the shown image is in the record
         assert p["chosen"]["content"] == a["critique"] and p["rejected"]["content"] == b["critique"]
-        assert abs(a["mos"] - b["mos"]) <= 1.2 + 1e-9 and p["mos_gap"] == round(abs(a["mos"] - b["mos"]), 4)
+        assert abs(a["mos"] - b["mos"]) <= 1.2 + 1e-9 and p["mos_gap"] == pytest.approx(abs(a["mos"] - b["mos"]))
         assert p["level_gap"] == abs(a["level"] - b["level"])
         # the nearest eligible neighbour was taken
         nearest = min(abs(a["mos"] - o["mos"]) for o in anns if o is not a and o["critique"] != a["critique"])
@@ -153,8 +153,9 @@ def _run_script(
 ) -> subprocess.CompletedProcess:
     (tmp / "params.yaml").write_text(yaml.safe_dump(params))
     env = dict(os.environ, PYTHONPATH=str(ROOT / "src"))
+    args = ["--seed", "0"] if script == "make_dpo_data.py" else ["--out", out]
     return subprocess.run(
-        [sys.executable, str(ROOT / "scripts" / script), "--out", out],
+        [sys.executable, str(ROOT / "scripts" / script), *args],
         cwd=tmp,
         env=env,
         capture_output=True,
@@ -171,7 +172,8 @@ def _params(strategy: str, **dpo) -> dict:
         "annotate": {"out_dir": "ann"},
         "sft": {"output_dir": "sft_model"},
         "score": {"max_new_tokens": 8, "batch_size": 4},
-        "dpo": {"pair_strategy": strategy, "level_offsets": [1, 2], "pairs_per_image": 1, **dpo},
+        "compute": {"threads": 2, "cpu_numerics": "vendor"},
+        "dpo": {"pair_strategy": strategy, "data_dir": "dpo", "level_offsets": [1, 2], "pairs_per_image": 1, **dpo},
     }
 
 
@@ -182,9 +184,9 @@ def test_dpo_data_script_writes_dataset_and_pair_stats(tmp_path, strategy):
     (tmp_path / "ann/train.jsonl").write_text("".join(json.dumps(a) + "\n" for a in anns))
     proc = _run_script(tmp_path, _params(strategy, cross_max_mos_gap=1.5))
     assert proc.returncode == 0, proc.stderr
-    stats = json.loads((tmp_path / "dpo/pair_stats.json").read_text())
-    data = json.loads((tmp_path / "dpo/aesthetic_dpo.json").read_text())
-    info = json.loads((tmp_path / "dpo/dataset_info.json").read_text())
+    stats = json.loads((tmp_path / "dpo/seed0/pair_stats.json").read_text())
+    data = json.loads((tmp_path / "dpo/seed0/aesthetic_dpo.json").read_text())
+    info = json.loads((tmp_path / "dpo/seed0/dataset_info.json").read_text())
     assert stats["strategy"] == strategy and stats["pairs"] == len(data) > 0 and stats["images"] == len(anns)
     assert sum(stats["level_gaps"].values()) == len(data) and info["aesthetic_dpo"]["ranking"] is True
     if strategy == "far_level":
@@ -198,13 +200,14 @@ def test_gold_vs_policy_samples_from_the_sft_model(tmp_path, tiny_model_dir):
     (tmp_path / "ann").mkdir()
     anns = _annotations(tmp_path, n=3)
     (tmp_path / "ann/train.jsonl").write_text("".join(json.dumps(a) + "\n" for a in anns))
-    (tmp_path / "sft_model").symlink_to(tiny_model_dir)
+    (tmp_path / "sft_model").mkdir()
+    (tmp_path / "sft_model/seed0").symlink_to(tiny_model_dir)
     proc = _run_script(tmp_path, _params("gold_vs_policy", on_policy_samples=2, on_policy_max_new_tokens=6))
     assert proc.returncode == 0, proc.stderr
-    pairs = json.loads((tmp_path / "dpo/aesthetic_dpo.json").read_text())
+    pairs = json.loads((tmp_path / "dpo/seed0/aesthetic_dpo.json").read_text())
     samples = {
         json.loads(line)["image_id"]: json.loads(line)["answers"]
-        for line in (tmp_path / "dpo/on_policy_samples.jsonl").read_text().splitlines()
+        for line in (tmp_path / "dpo/seed0/on_policy_samples.jsonl").read_text().splitlines()
     }
     assert len(pairs) == 3
     for p, a in zip(pairs, anns, strict=True):
@@ -250,9 +253,9 @@ def test_sft_and_dpo_data_use_disjoint_sources_with_a_holdout(tmp_path):
     assert proc.returncode == 0, proc.stderr
     sft_proc = _run_script(tmp_path, _params("near_level", sft_holdout=0.5), "make_sft_data.py", "sft")
     assert sft_proc.returncode == 0, sft_proc.stderr
-    stats = json.loads((tmp_path / "dpo/pair_stats.json").read_text())
+    stats = json.loads((tmp_path / "dpo/seed0/pair_stats.json").read_text())
     held = set(stats["sft_holdout_sources"])
-    dpo_ids = {r["image_id"] for r in json.loads((tmp_path / "dpo/aesthetic_dpo.json").read_text())}
+    dpo_ids = {r["image_id"] for r in json.loads((tmp_path / "dpo/seed0/aesthetic_dpo.json").read_text())}
     sft_ids = {r["image_id"] for r in json.loads((tmp_path / "sft/aesthetic_sft.json").read_text())}
     plain_ids = {r["image_id"] for r in json.loads((tmp_path / "sft/aesthetic_plain.json").read_text())}
     assert len(held) == 2 and stats["images"] == 6 and len(sft_ids) == 6
@@ -273,11 +276,12 @@ def test_on_policy_samples_from_the_sft_model(tmp_path, tiny_model_dir):
     (tmp_path / "ann").mkdir()
     anns = _annotations(tmp_path, n=3)
     (tmp_path / "ann/train.jsonl").write_text("".join(json.dumps(a) + "\n" for a in anns))
-    (tmp_path / "sft_model").symlink_to(tiny_model_dir)
+    (tmp_path / "sft_model").mkdir()
+    (tmp_path / "sft_model/seed0").symlink_to(tiny_model_dir)
     proc = _run_script(tmp_path, _params("on_policy", on_policy_samples=3, on_policy_max_new_tokens=6))
-    samples = [json.loads(line) for line in (tmp_path / "dpo/on_policy_samples.jsonl").read_text().splitlines()]
+    samples = [json.loads(line) for line in (tmp_path / "dpo/seed0/on_policy_samples.jsonl").read_text().splitlines()]
     assert [s["image_id"] for s in samples] == ["i0", "i1", "i2"] and all(len(s["answers"]) == 3 for s in samples)
-    stats = json.loads((tmp_path / "dpo/pair_stats.json").read_text())
+    stats = json.loads((tmp_path / "dpo/seed0/pair_stats.json").read_text())
     unparsed = sum(a["level"] is None for s in samples for a in s["answers"])
     assert stats["dropped"].get("unparseable_answers", 0) == unparsed
     if stats["pairs"] == 0:

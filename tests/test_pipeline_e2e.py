@@ -160,7 +160,10 @@ def test_rescore_with_cot_sampled_leaves_the_pipeline_untouched(workspace, first
     assert set(metrics["models"]) == MODELS and metrics["models"]["sft"]["hard"]["n_pairs"] > 0
     assert metrics["settings"]["seeds"] == list(SEEDS)
     for name in ("base.csv", *(f"seed{s}.csv" for s in SEEDS)):
-        with (workspace / "rescored/predictions" / name).open() as a, (workspace / "reports/predictions" / name).open() as b:
+        with (
+            (workspace / "rescored/predictions" / name).open() as a,
+            (workspace / "reports/predictions" / name).open() as b,
+        ):
             assert len(list(csv.DictReader(a))) == len(list(csv.DictReader(b)))
     assert _ran(_run(["dvc", "repro"], workspace).stdout) == set()
 

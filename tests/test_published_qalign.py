@@ -1,9 +1,10 @@
 """The published Q-Align stage: demo skip, the worker's loading/scoring/resume path, evaluate --also.
 
 The real checkpoints (7B mPLUG-Owl2, hub only) cannot be fetched here. The worker is exercised on a
-NAMED STAND-IN: a tiny remote-code checkpoint (`StandInScorer`, not Q-Align) saved to disk, loaded
-through the same `AutoModelForCausalLM.from_pretrained(..., trust_remote_code=True)` call and exposing
-the same `score(images, task_=, input_=)` interface; its score is the image's mean brightness on 1-5.
+NAMED STAND-IN (aesthetic_llm.qalign_standin, also used by `make rehearse`): a tiny remote-code checkpoint
+(`StandInScorer`, not Q-Align) saved to disk, loaded through the same
+`AutoModelForCausalLM.from_pretrained(..., trust_remote_code=True)` call and exposing the same
+`score(images, task_=, input_=)` interface; its score is the image's mean brightness on 1-5.
 The worker runs in the main environment and, where `make setup-qalign` has built it, in .venv-qalign.
 """
 
@@ -11,7 +12,6 @@ from __future__ import annotations
 
 import copy
 import csv
-import json
 import subprocess
 import sys
 from pathlib import Path
@@ -24,57 +24,16 @@ from aesthetic_llm.errors import UserError
 from aesthetic_llm.evaluate import evaluate
 from aesthetic_llm.params import Params
 from aesthetic_llm.published_qalign import PUBLISHED_AVA, run
+from aesthetic_llm.qalign_standin import build_standin
 
 from .conftest import ROOT
 
 WORKER = ROOT / "scripts/qalign_published_worker.py"
 
-STANDIN_CODE = '''
-import torch
-from transformers import PretrainedConfig, PreTrainedModel
-
-
-class StandInConfig(PretrainedConfig):
-    model_type = "standin_scorer"
-
-
-class StandInScorer(PreTrainedModel):
-    """NOT Q-Align: a stand-in with the published checkpoints' loading path and score() interface."""
-
-    config_class = StandInConfig
-
-    def __init__(self, config):
-        super().__init__(config)
-        self.gain = torch.nn.Parameter(torch.ones(1))
-        self.post_init()
-
-    def score(self, images, task_="quality", input_="image"):
-        assert task_ == "aesthetics" and input_ == "image"
-        means = [sum(im.convert("L").getdata()) / (255.0 * im.width * im.height) for im in images]
-        return 1 + 4 * self.gain * torch.tensor(means)
-'''
-
 
 @pytest.fixture(scope="module")
 def standin(tmp_path_factory) -> Path:
-    d = tmp_path_factory.mktemp("standin")
-    (d / "standin_scorer.py").write_text(STANDIN_CODE)
-    sys.path.insert(0, str(d))
-    try:
-        import standin_scorer
-
-        model = standin_scorer.StandInScorer(standin_scorer.StandInConfig())
-        model.save_pretrained(d)
-    finally:
-        sys.path.remove(str(d))
-        sys.modules.pop("standin_scorer", None)
-    cfg = json.loads((d / "config.json").read_text())
-    cfg["auto_map"] = {
-        "AutoConfig": "standin_scorer.StandInConfig",
-        "AutoModelForCausalLM": "standin_scorer.StandInScorer",
-    }
-    (d / "config.json").write_text(json.dumps(cfg))
-    return d
+    return build_standin(tmp_path_factory.mktemp("standin"))
 
 
 @pytest.fixture()
@@ -153,7 +112,7 @@ def test_stage_on_demo_is_skipped_and_evaluate_accepts_the_empty_file(prepared, 
     assert out.read_text().strip() == "image_id,model,split,pred,mos"
     ours = tmp_path / "ours.csv"
     ours.write_text("image_id,model,split,pred,mos\n" + "".join(f"t{i},zero_shot,test,{i},{i % 3}\n" for i in range(6)))
-    m = evaluate(ours, None, also=[out], n_boot=0)
+    m = evaluate([ours], None, also=[out], n_boot=0)
     assert list(m["models"]) == ["zero_shot"] and m["settings"]["also"] == [str(out)]
 
 
@@ -166,10 +125,10 @@ def test_stage_runs_the_worker_and_adds_hard_rows(standin, prepared, tmp_path):
     assert sorted(r["image_id"] for r in rows if r["split"] == "hard") == ["test1", "test2"]
     ours = tmp_path / "ours.csv"
     ours.write_text("image_id,model,split,pred,mos\ntest0,zero_shot,test,1,1\ntest1,zero_shot,test,2,2\n")
-    m = evaluate(ours, None, also=[out], n_boot=0)
+    m = evaluate([ours], None, also=[out], n_boot=0)
     assert m["models"]["standin_published"]["test"]["srcc"] == pytest.approx(1.0)  # brightness is the mos here
-    with pytest.raises(UserError, match="already in another predictions file"):
-        evaluate(out, None, also=[out], n_boot=0)
+    with pytest.raises(UserError, match="scored twice"):
+        evaluate([out], None, also=[out], n_boot=0)
 
 
 def test_stage_without_the_env_says_how_to_build_it(prepared, tmp_path):

@@ -63,3 +63,36 @@ def test_best_checkpoint_on_val_srcc_is_promoted(tmp_path, tiny_model_dir):
     assert sha256_file(train_dir / "model.safetensors") == expect
     drop_checkpoints(train_dir)
     assert not list(train_dir.glob("checkpoint-*")) and (train_dir / "tokenizer_config.json").exists()
+
+
+def _curve(steps_val_test: dict[int, tuple[float, float]], photos=("a", "b"), crops=24, seed=0):
+    """A synthetic checkpoint curve whose val and test SRCC follow the given noise levels per step."""
+    import numpy as np
+
+    out = {}
+    for step, (val_noise, test_noise) in steps_val_test.items():
+        splits = {}
+        for split, noise in (("val", val_noise), ("test", test_noise)):
+            ids = [f"{split}-{p}-{k:04d}" for p in photos for k in range(crops)]
+            mos = np.linspace(1, 10, len(ids))
+            splits[split] = (ids, mos + np.random.default_rng((seed, step)).normal(0, noise, len(ids)), mos)
+        out[step] = splits
+    return out
+
+
+def test_selection_study_picks_on_val_and_compares_with_the_last_step():
+    from aesthetic_llm.selection_study import first_crops, pick, summarise
+
+    ids = [f"val-{p}-{k:04d}" for p in ("a", "b") for k in range(5)]
+    assert first_crops(ids, 2).tolist() == [0, 1, 5, 6]
+    # step 2 is best on val (least noise) and on test; the last step (3) is worse on both
+    curves = {s: _curve({1: (3.0, 3.0), 2: (0.2, 0.5), 3: (2.0, 2.5)}, seed=s) for s in (1, 2, 3)}
+    assert pick(curves[1], None) == 2 and pick(curves[1], 3) in (1, 2, 3)
+    out = summarise(curves, [None], n_boot=200, ci=0.95, seed=0)
+    entry = out["by_val_size"][0]
+    assert [r["chosen_step"] for r in entry["seeds"]] == [2, 2, 2] and entry["chose_last"] == 0
+    assert entry["test_srcc_diff_chosen_minus_last"] > 0 and entry["ci"][0] > 0
+    # when the last step is the best, selection changes nothing: difference exactly 0
+    flat = {s: _curve({1: (3.0, 3.0), 2: (0.1, 0.5)}, seed=s) for s in (1, 2)}
+    entry = summarise(flat, [None], n_boot=100, ci=0.95, seed=0)["by_val_size"][0]
+    assert entry["chose_last"] == 2 and entry["test_srcc_diff_chosen_minus_last"] == 0.0

@@ -245,7 +245,5 @@ class LevelScorer:
             answers = generated[i * k : (i + 1) * k]
             written = [lv for lv in (parse_rating_level(g, self.num_levels) for g in answers) if lv is not None]
             level = Counter(written).most_common(1)[0][0] if written else None
-            out.append(
-                LevelPrediction(float(s), [float(x) for x in p], level, self.rating_prefix(answers[0]))
-            )
+            out.append(LevelPrediction(float(s), [float(x) for x in p], level, self.rating_prefix(answers[0])))
         return out

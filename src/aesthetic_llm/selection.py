@@ -27,7 +27,13 @@ def candidates(train_dir: Path, final_step: int) -> list[tuple[int, Path]]:
 
 
 def score_manifest(
-    model_dir: Path, processor_dir: Path, manifest: Path, num_levels: int, mode: str, max_new_tokens: int, batch_size: int
+    model_dir: Path,
+    processor_dir: Path,
+    manifest: Path,
+    num_levels: int,
+    mode: str,
+    max_new_tokens: int,
+    batch_size: int,
 ) -> tuple[list[str], np.ndarray, np.ndarray]:
     """(image ids, scores, MOS) of one checkpoint on one split's manifest."""
     from .predict import load_images

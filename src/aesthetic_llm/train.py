@@ -3,11 +3,14 @@
 The YAML in llamafactory_configs/ holds the recipe; params.yaml supplies what experiments change
 (passed as CLI overrides). The effective config and the training log are saved next to the results.
 LoRA runs are merged (`llamafactory-cli export`) so every later stage loads a plain checkpoint.
+A recipe with a `deepspeed` JSON has it checked (check_deepspeed_config) and is launched under torchrun,
+which LLaMA-Factory requires for DeepSpeed even on one device (launch_env).
 """
 
 from __future__ import annotations
 
 import csv
+import json
 import os
 import shutil
 import subprocess
@@ -156,15 +159,76 @@ def failure_excerpt(log_text: str, n_tail: int = 8, n_errors: int = 8) -> str:
     return "\n".join(errors + (["..."] if errors else []) + lines[-n_tail:])
 
 
+def check_deepspeed_config(path: str | Path) -> dict[str, Any]:
+    """Load a recipe's DeepSpeed JSON and check it as DeepSpeed will: its `zero_optimization` block through
+    DeepSpeedZeroConfig ("auto" values, which the HF integration fills in, checked as 1), and no `scheduler` or
+    `optimizer` block (either silently overrides LLaMA-Factory's lr_scheduler_type / optimizer). Returns
+    {"config": path, "zero_stage": N}; UserError naming the file otherwise."""
+    path = Path(path)
+    try:
+        cfg = json.loads(path.read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        raise UserError(f"{path}: DeepSpeed config not found (the recipe's `deepspeed` key)") from None
+    except json.JSONDecodeError as exc:
+        raise UserError(f"{path}:{exc.lineno}: invalid JSON ({exc.msg})") from None
+    if not isinstance(cfg, dict):
+        raise UserError(f"{path}: expected a JSON object")
+    for block in ("scheduler", "optimizer"):
+        if block in cfg:
+            raise UserError(
+                f"{path}: has a {block!r} block, which silently overrides LLaMA-Factory's "
+                f"{'lr_scheduler_type' if block == 'scheduler' else 'optimizer'}: remove it"
+            )
+    zero = cfg.get("zero_optimization", {})
+    if not isinstance(zero, dict):
+        raise UserError(f"{path}: zero_optimization: expected an object")
+    from deepspeed.runtime.zero.config import DeepSpeedZeroConfig
+    from pydantic import ValidationError
+
+    try:
+        stage = DeepSpeedZeroConfig(**{k: (1 if v == "auto" else v) for k, v in zero.items()}).stage
+    except ValidationError as exc:
+        first = exc.errors()[0]
+        where = ".".join(str(x) for x in first.get("loc", ())) or "zero_optimization"
+        raise UserError(f"{path}: zero_optimization.{where}: {first.get('msg', exc)}") from None
+    return {"config": str(path), "zero_stage": int(stage)}
+
+
+def launch_env(cfg: dict[str, Any], environ: dict[str, str], device_count: int | None = None) -> dict[str, Any]:
+    """How `llamafactory-cli train` is launched for the effective config `cfg`: the environment changes and the
+    checked DeepSpeed config. LLaMA-Factory refuses DeepSpeed outside torchrun ("Please use FORCE_TORCHRUN=1"),
+    and only starts torchrun by itself on more than one GPU: a DeepSpeed recipe sets FORCE_TORCHRUN=1, and on a
+    machine without GPUs NPROC_PER_NODE=1 (LLaMA-Factory would ask torchrun for 0 processes there)."""
+    if not cfg.get("deepspeed"):
+        return {"env": {}, "deepspeed": None}
+    ds = check_deepspeed_config(cfg["deepspeed"])
+    env: dict[str, str] = {}
+    if not environ.get("FORCE_TORCHRUN"):
+        env["FORCE_TORCHRUN"] = "1"
+    if not environ.get("NPROC_PER_NODE"):
+        if device_count is None:
+            import torch
+
+            device_count = torch.cuda.device_count()
+        if device_count == 0:
+            env["NPROC_PER_NODE"] = "1"
+    return {"env": env, "deepspeed": ds}
+
+
 def run_llamafactory(
     verb: str, config: Path, overrides: dict[str, Any], log_path: Path, train_dir: Path | None = None
-) -> None:
+) -> dict[str, Any]:
     """Run `llamafactory-cli verb config key=value …`, logging to `log_path`. With `train_dir`
     (a fresh output dir of this run), a distributed run that failed only in process-group teardown
-    after writing every output is accepted with a warning (see TEARDOWN_ABORT)."""
+    after writing every output is accepted with a warning (see TEARDOWN_ABORT). Returns how it was
+    launched (`launch_env`: the environment it added, the checked DeepSpeed config)."""
     cmd = [llamafactory_cli(), verb, str(config)] + [f"{k}={_cli_value(v)}" for k, v in overrides.items()]
     env = dict(os.environ)
     env.setdefault("DISABLE_VERSION_CHECK", "0")
+    launch: dict[str, Any] = {"env": {}, "deepspeed": None}
+    if verb == "train" and Path(config).is_file():  # a missing recipe: llamafactory-cli says so itself
+        launch = launch_env(effective_config(config, overrides), env)
+        env.update(launch["env"])
     # Distributed runs (FORCE_TORCHRUN=1 / NPROC_PER_NODE / NNODES …) make llamafactory-cli exec `torchrun`
     # by name: resolve it (and anything else) from this interpreter's environment first.
     bin_dir = str(Path(sys.executable).parent)
@@ -174,7 +238,7 @@ def run_llamafactory(
     with log_path.open("w", encoding="utf-8") as log:
         proc = subprocess.run(cmd, stdout=log, stderr=subprocess.STDOUT, env=env, check=False)
     if proc.returncode == 0:
-        return
+        return launch
     text = log_path.read_text(encoding="utf-8", errors="replace")
     if train_dir is not None and finished_despite_teardown_abort(text, train_dir):
         msg = (
@@ -185,7 +249,7 @@ def run_llamafactory(
         print(msg, file=sys.stderr, flush=True)
         with log_path.open("a", encoding="utf-8") as log:
             log.write(f"\n[aesthetic_llm] {msg}\n")
-        return
+        return launch
     sys.stderr.write(failure_excerpt(text) + "\n")
     raise UserError(f"llamafactory-cli {verb} failed (exit {proc.returncode}); full log: {log_path}")
 
@@ -265,7 +329,7 @@ def train_stage(
     cfg = effective_config(config, overrides)
     atomic_write_text(reports_dir / f"{name}_config.yaml", yaml.safe_dump(cfg, sort_keys=False))
     train_dir = Path(overrides["output_dir"])
-    run_llamafactory("train", config, overrides, out_dir / "llamafactory_train.log", train_dir)
+    launch = run_llamafactory("train", config, overrides, out_dir / "llamafactory_train.log", train_dir)
     summary = export_log(train_dir, reports_dir / f"{name}_log.csv")
     if params.bool(f"{stage}.select_checkpoint", False):
         mode = score_mode or params.str("score.mode", choices=SCORE_MODES)
@@ -290,6 +354,7 @@ def train_stage(
         seed=seed,
         config=str(config),
         finetuning_type=overrides["finetuning_type"],
+        launch=launch,
         environment=fingerprint(),
     )
     write_json(reports_dir / f"{name}_metrics.json", summary)

@@ -1,22 +1,28 @@
-"""A fault-injecting OpenAI-compatible server (POST /v1/chat/completions) on 127.0.0.1, for tests and benchmarks.
+"""A fault-injecting OpenAI-compatible server (POST /v1/chat/completions) on 127.0.0.1, for tests, benchmarks
+and the paper rehearsal (`make rehearse`, where it stands in for the API critic).
 
 Faults are drawn per request from a generator seeded by (seed, image, attempt number at the server), so an
 image's sequence of faults is the same whatever the client's concurrency or ordering. A valid answer is written
 for the level found in the prompt ("... level N ...") and echoes usage token counts; its analysis is drawn from
 `analyses` (digit-free by default; NUMBERS_ANALYSES quote camera settings, counts and years, as real critics do).
+With `critic_style`, the analysis is the offline critic's description of the image it was sent (measured
+exposure, contrast, sharpness, noise, colour), one sentence with ordinary numbers and the verdict for the level.
 
     with FaultServer(p_429=0.15, p_500=0.1) as srv:     # background thread, random free port
         client(base_url=srv.url, api_key=srv.api_key)
         srv.counts                                       # requests received per image (sha256 of its data URL)
 
-    python tests/openai_fault_server.py --latency 0.2    # standalone; prints its base URL, serves until killed
+    python -m aesthetic_llm.fault_server --latency 0.2   # standalone; prints its base URL, serves until killed
 """
 
 from __future__ import annotations
 
 import argparse
 import asyncio
+import base64
+import binascii
 import hashlib
+import io
 import json
 import random
 import re
@@ -28,8 +34,12 @@ from dataclasses import dataclass
 from typing import Any
 
 from aiohttp import web
+from PIL import Image
+
+from .critic import describe_properties, measure, verdict
 
 _LEVEL_RE = re.compile(r"\blevel (\d+)\b")
+_SCALE_RE = re.compile(r"\bscale of 1 to (\d+)\b")
 VALID_ANALYSIS = (
     "Analysis: The exposure is even across the frame, edges are reasonably crisp, noise is modest and the "
     "colours are natural, while the composition keeps the subject clear."
@@ -40,6 +50,13 @@ NUMBERS_ANALYSES = (
     "look; the focus is soft.",
     "Analysis: At ISO 3200 and 1/250 s the 4K frame keeps 12 lanterns sharp; the 16:9 crop follows the rule of thirds.",
     "Analysis: An 85mm lens at f/2 isolates one face among 5 figures, and the colours recall a 1990s print.",
+)
+# critic_style: one of these in every analysis, as a critic who reads the EXIF and counts things writes.
+CRITIC_NUMBER_SENTENCES = (
+    "It reads like a 35mm frame at f/2.8 and 1/250 s, with 2 main shapes against the background.",
+    "The 4:3 crop keeps 3 distinct planes, and the palette recalls a 1970s print.",
+    "Shot at ISO 800 on an 85mm lens, the frame holds two clear areas of interest.",
+    "The 16:9 framing and the f/8 depth of field keep all 4 corners readable.",
 )
 MALFORMED_KINDS = ("wrong_level", "score_leak", "missing_level")
 
@@ -57,6 +74,18 @@ class FaultConfig:
     seed: int = 0
     api_key: str | None = "test-key"  # None accepts any key; a mismatch -> 401
     analyses: tuple[str, ...] = (VALID_ANALYSIS,)  # a valid answer's analysis, drawn per request
+    critic_style: bool = False  # describe the image sent (critic.py's sentences) + a numbers sentence + verdict
+
+
+def critic_analysis(data_url: str, level: int, num_levels: int, rng: random.Random) -> str:
+    """The offline critic's analysis of the image in `data_url` for `level`, with one sentence of ordinary numbers."""
+    try:
+        raw = base64.b64decode(data_url.split(",", 1)[1], validate=True)
+        with Image.open(io.BytesIO(raw)) as im:
+            described = describe_properties(measure(im))
+    except (IndexError, binascii.Error, OSError, ValueError):
+        described = VALID_ANALYSIS.removeprefix("Analysis: ")
+    return f"Analysis: {described} {rng.choice(CRITIC_NUMBER_SENTENCES)} {verdict(level, num_levels)}"
 
 
 def image_key(data_url: str) -> str:
@@ -151,7 +180,11 @@ class FaultServer:
             request.transport.abort()  # the client sees a connection reset / server disconnect
             raise asyncio.CancelledError
         analyses = self.cfg.analyses
-        analysis = analyses[0] if len(analyses) == 1 else rng.choice(analyses)  # one: the draws stay as they were
+        if self.cfg.critic_style:
+            scale = _SCALE_RE.search(text)
+            analysis = critic_analysis(url, level, int(scale.group(1)) if scale else 10, rng)
+        else:
+            analysis = analyses[0] if len(analyses) == 1 else rng.choice(analyses)  # one: the draws stay as they were
         answer = f"{analysis} Rating Level: {level}"
         if fault == "malformed":
             kind = rng.choice(MALFORMED_KINDS)
@@ -230,12 +263,14 @@ def main() -> None:
         ap.add_argument(f"--{name.replace('_', '-')}", dest=name, type=float, default=0.0)
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--numbers", action="store_true", help="answers with ordinary numbers (f/1.8, ISO 3200, …)")
+    ap.add_argument("--critic-style", action="store_true", help="describe each image as the offline critic does")
     args = ap.parse_args()
     cfg = FaultConfig(
         latency_s=args.latency,
         api_key=args.api_key,
         seed=args.seed,
         analyses=NUMBERS_ANALYSES if args.numbers else (VALID_ANALYSIS,),
+        critic_style=args.critic_style,
         **{k: getattr(args, k) for k in ("p_429", "p_500", "p_slow", "p_malformed", "p_drop")},
     )
     srv = FaultServer(cfg).start()
