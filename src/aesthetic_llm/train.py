@@ -336,6 +336,11 @@ def train_stage(
         # cot_sampled scores greedily here: k-fold cheaper, and selection only ranks one run's checkpoints.
         mode = "cot" if mode == "cot_sampled" else mode
         summary.update(choose_checkpoint(params, name, train_dir, summary, reports_dir, mode))
+    else:  # the stage's output still says which checkpoint became the model: the last one, not scored here
+        final_loss = summary.get("final_eval_loss")
+        row = {"step": int(summary["steps"]), "val_srcc": None, "eval_loss": final_loss, "path": str(train_dir)}
+        write_csv(reports_dir / f"{name}_selection.csv", [row], ["step", "val_srcc", "eval_loss", "path"])
+        summary.update(selected_step=int(summary["steps"]), selection="off: last checkpoint")
     if not keep_checkpoints:
         drop_checkpoints(train_dir)
     if overrides["finetuning_type"] == "lora":
