@@ -26,7 +26,7 @@ from PIL import Image
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "src"))
 
-from aesthetic_llm.api_annotate import ApiConfig, annotate_api, encode_image, load_items  # noqa: E402
+from aesthetic_llm.annotate.api import ApiConfig, annotate_api, encode_image, load_items  # noqa: E402
 from aesthetic_llm.io_utils import atomic_write_text, write_csv  # noqa: E402
 
 
@@ -46,7 +46,7 @@ def make_manifest(dir_: Path, n: int, size: tuple[int, int]) -> Path:
 
 
 def start_server(latency: float) -> tuple[subprocess.Popen, str, str]:
-    cmd = [sys.executable, "-m", "aesthetic_llm.fault_server", "--latency", str(latency)]
+    cmd = [sys.executable, "-m", "aesthetic_llm.rehearsal.fault_server", "--latency", str(latency)]
     proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, text=True, cwd=ROOT)
     assert proc.stdout is not None
     info = json.loads(proc.stdout.readline())

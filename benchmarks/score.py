@@ -72,8 +72,8 @@ def timed(fn) -> tuple[float, object]:
 
 def gpu_sweep(args: argparse.Namespace, num_levels: int) -> None:
     """images/s and peak GPU memory of a preset-sized random-weight model, per batch size."""
-    from aesthetic_llm.scoring import LevelScorer
-    from aesthetic_llm.tiny_model import BUILD_PRESETS, build_model
+    from aesthetic_llm.model.tiny import BUILD_PRESETS, build_model
+    from aesthetic_llm.scoring.engine import LevelScorer
 
     cfg = BUILD_PRESETS.get(args.preset) or yaml.safe_load((ROOT / "params.yaml").read_text())["model"]["build"]
     dev = args.device
@@ -154,8 +154,8 @@ def main() -> None:
             sys.exit(f"error: --preset {args.preset} needs a CUDA GPU (bf16 weights of that size)")
         gpu_sweep(args, int(yaml.safe_load((ROOT / "params.yaml").read_text())["levels"]["num_levels"]))
         return
-    from aesthetic_llm.scoring import LevelScorer
-    from aesthetic_llm.tiny_model import build_tiny_model
+    from aesthetic_llm.model.tiny import build_tiny_model
+    from aesthetic_llm.scoring.engine import LevelScorer
 
     params = yaml.safe_load((ROOT / "params.yaml").read_text())
     build = params["model"]["build"]

@@ -65,8 +65,8 @@ class GpuMemorySampler(threading.Thread):
 def build_dataset(out: Path, tokenizer, n: int, answer_tokens: int, image_size: int, num_levels: int) -> None:
     """n synthetic SFT records in the pipeline's own LLaMA-Factory format (lf_data)."""
     from aesthetic_llm.critic import phrase_bank
-    from aesthetic_llm.lf_data import sft_records, write_sft_dataset
     from aesthetic_llm.prompts import RATING_PREFIX
+    from aesthetic_llm.train.datasets import sft_records, write_sft_dataset
 
     rng = random.Random(0)
     bank = phrase_bank()
@@ -121,8 +121,8 @@ def main() -> None:
     sys.path.insert(0, str(ROOT / "src"))
     import torch
 
-    from aesthetic_llm.tiny_model import BUILD_PRESETS, build_model
-    from aesthetic_llm.train import effective_config, run_llamafactory
+    from aesthetic_llm.model.tiny import BUILD_PRESETS, build_model
+    from aesthetic_llm.train.stage import effective_config, run_llamafactory
 
     cuda = torch.cuda.is_available()
     if not cuda and not args.no_deepspeed:

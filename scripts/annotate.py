@@ -15,13 +15,13 @@ import json
 import sys
 from pathlib import Path
 
-from aesthetic_llm.annotate import annotate
+from aesthetic_llm.annotate.stage import annotate
 from aesthetic_llm.errors import UserError, cli_entry
 from aesthetic_llm.params import Params
 
 
 def direct(args: argparse.Namespace) -> None:
-    from aesthetic_llm.api_annotate import ApiConfig, annotate_api, format_summary, load_items
+    from aesthetic_llm.annotate.api import ApiConfig, annotate_api, format_summary, load_items
 
     missing = [f"--{n.replace('_', '-')}" for n in ("out", "base_url", "model") if getattr(args, n) is None]
     if missing:

@@ -17,7 +17,7 @@ def main() -> None:
         write_json(out / "build_info.json", {"init": "pretrained", "name_or_path": p.str("model.name_or_path")})
         print(f"profile {p.profile}: using {p.str('model.name_or_path')}; nothing built")
         return
-    from aesthetic_llm.tiny_model import build_tiny_model, describe
+    from aesthetic_llm.model.tiny import build_tiny_model, describe
 
     build_tiny_model(out, p.section("model.build"), p.int("levels.num_levels", lo=2), p.int("seed"))
     print(f"built {describe(out)} -> {out}")

@@ -1,5 +1,5 @@
 #!/usr/bin/env python
-"""DPO on cross-fitted pairs (aesthetic_llm.crossfit), beside the pipeline, scored against its models.
+"""DPO on cross-fitted pairs (aesthetic_llm.experiments.crossfit), beside the pipeline, scored against its models.
 
     python scripts/crossfit_dpo.py --folds 2 --pairs on_policy --out-dir reports/crossfit/k2_on_policy
 
@@ -16,14 +16,20 @@ import json
 from collections import Counter
 from pathlib import Path
 
-from aesthetic_llm.crossfit import crossfit_samples, source_folds
 from aesthetic_llm.errors import UserError, cli_entry
+from aesthetic_llm.experiments.crossfit import crossfit_samples, source_folds
+from aesthetic_llm.experiments.side_runs import params_with_sets, score_and_evaluate
 from aesthetic_llm.io_utils import write_json
-from aesthetic_llm.lf_data import gold_vs_policy_pairs, load_annotations, on_policy_pairs, pair_stats, write_dpo_dataset
 from aesthetic_llm.params import pin_numerics, training_seeds
 from aesthetic_llm.paths import seed_dir
-from aesthetic_llm.side_runs import params_with_sets, score_and_evaluate
-from aesthetic_llm.train import train_stage
+from aesthetic_llm.train.datasets import (
+    gold_vs_policy_pairs,
+    load_annotations,
+    on_policy_pairs,
+    pair_stats,
+    write_dpo_dataset,
+)
+from aesthetic_llm.train.stage import train_stage
 
 PAIRS = {"on_policy": on_policy_pairs, "gold_vs_policy": gold_vs_policy_pairs}
 

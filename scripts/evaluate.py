@@ -10,7 +10,7 @@ import argparse
 from pathlib import Path
 
 from aesthetic_llm.errors import cli_entry
-from aesthetic_llm.evaluate import evaluate_with_params
+from aesthetic_llm.evaluation.evaluate import evaluate_with_params
 from aesthetic_llm.io_utils import write_json
 from aesthetic_llm.params import Params, training_seeds
 from aesthetic_llm.paths import predictions_file

@@ -12,7 +12,9 @@ from pathlib import Path
 
 from aesthetic_llm.errors import UserError, cli_entry
 from aesthetic_llm.io_utils import write_json, write_jsonl
-from aesthetic_llm.lf_data import (
+from aesthetic_llm.params import Params, stage_args
+from aesthetic_llm.paths import seed_dir
+from aesthetic_llm.train.datasets import (
     PAIR_STRATEGIES,
     cross_image_pairs,
     far_level_pairs,
@@ -24,8 +26,6 @@ from aesthetic_llm.lf_data import (
     split_for_dpo_from_params,
     write_dpo_dataset,
 )
-from aesthetic_llm.params import Params, stage_args
-from aesthetic_llm.paths import seed_dir
 
 
 def build_pairs(p: Params, strategy: str, annotations: list[dict], out: Path, seed: int) -> tuple[list[dict], Counter]:
@@ -43,7 +43,7 @@ def build_pairs(p: Params, strategy: str, annotations: list[dict], out: Path, se
         max_gap = p.num("dpo.cross_max_mos_gap", 0.5, lo=0.0)
         pairs = cross_image_pairs(annotations, num_levels, max_gap, per_image, seed, dropped)
     else:
-        from aesthetic_llm.on_policy import sample_answers
+        from aesthetic_llm.train.on_policy import sample_answers
 
         samples = sample_answers(
             seed_dir(p.str("sft.output_dir"), seed),

@@ -4,7 +4,8 @@
 from pathlib import Path
 
 from aesthetic_llm.errors import cli_entry
-from aesthetic_llm.lf_data import (
+from aesthetic_llm.params import stage_args
+from aesthetic_llm.train.datasets import (
     PLAIN_DATASET,
     PLAIN_VAL_DATASET,
     SFT_DATASET,
@@ -15,7 +16,6 @@ from aesthetic_llm.lf_data import (
     split_for_dpo_from_params,
     write_sft_dataset,
 )
-from aesthetic_llm.params import stage_args
 
 
 @cli_entry

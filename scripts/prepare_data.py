@@ -11,9 +11,9 @@ other settings it does not name come from params.yaml's paper profile (hard band
 import argparse
 import json
 
+from aesthetic_llm.data.prepare import prepare
 from aesthetic_llm.errors import cli_entry
 from aesthetic_llm.params import Params
-from aesthetic_llm.prepare import prepare
 
 
 def ava_overrides(args: argparse.Namespace) -> dict:

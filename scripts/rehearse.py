@@ -11,7 +11,7 @@ import json
 from pathlib import Path
 
 from aesthetic_llm.errors import cli_entry
-from aesthetic_llm.rehearsal import rehearse
+from aesthetic_llm.rehearsal.run import rehearse
 
 ROOT = Path(__file__).resolve().parents[1]
 

@@ -7,10 +7,10 @@ from pathlib import Path
 import yaml
 
 from aesthetic_llm.errors import cli_entry
+from aesthetic_llm.evaluation.report import build_report
 from aesthetic_llm.io_utils import atomic_write_text
 from aesthetic_llm.params import Params, training_seeds
 from aesthetic_llm.paths import predictions_file, seed_dir, train_reports
-from aesthetic_llm.report import build_report
 
 
 @cli_entry

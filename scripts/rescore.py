@@ -12,8 +12,8 @@ import argparse
 from pathlib import Path
 
 from aesthetic_llm.errors import cli_entry
+from aesthetic_llm.experiments.side_runs import params_with_sets, score_and_evaluate
 from aesthetic_llm.params import pin_numerics
-from aesthetic_llm.side_runs import params_with_sets, score_and_evaluate
 
 
 @cli_entry

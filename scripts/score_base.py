@@ -6,7 +6,7 @@ import json
 from aesthetic_llm.errors import cli_entry
 from aesthetic_llm.params import stage_args
 from aesthetic_llm.paths import predictions_file
-from aesthetic_llm.predict import score_all
+from aesthetic_llm.scoring.stage import score_all
 
 
 @cli_entry

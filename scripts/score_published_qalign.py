@@ -11,7 +11,7 @@ from pathlib import Path
 
 from aesthetic_llm.errors import cli_entry
 from aesthetic_llm.params import stage_args
-from aesthetic_llm.published_qalign import run
+from aesthetic_llm.scoring.published_qalign import run
 
 
 @cli_entry

@@ -14,10 +14,10 @@ import json
 from pathlib import Path
 
 from aesthetic_llm.errors import cli_entry
+from aesthetic_llm.evaluation.metrics import srcc
+from aesthetic_llm.experiments.selection_study import score_checkpoints, summarise, train_with_checkpoints
 from aesthetic_llm.io_utils import write_csv, write_json
-from aesthetic_llm.metrics import srcc
 from aesthetic_llm.params import Params, pin_numerics, training_seeds
-from aesthetic_llm.selection_study import score_checkpoints, summarise, train_with_checkpoints
 
 STAGES = {"sft": ("sft", "cot"), "qalign_style": ("sft", "direct")}
 

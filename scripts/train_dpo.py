@@ -6,7 +6,7 @@ import json
 from aesthetic_llm.errors import cli_entry
 from aesthetic_llm.params import stage_args
 from aesthetic_llm.paths import seed_dir, train_reports
-from aesthetic_llm.train import train_stage
+from aesthetic_llm.train.stage import train_stage
 
 
 @cli_entry

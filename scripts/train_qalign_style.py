@@ -5,10 +5,10 @@ answer is the plain "Rating Level: N" (Q-Align-style training, no critique). Sco
 import json
 
 from aesthetic_llm.errors import cli_entry
-from aesthetic_llm.lf_data import PLAIN_DATASET, PLAIN_VAL_DATASET
 from aesthetic_llm.params import stage_args
 from aesthetic_llm.paths import seed_dir, train_reports
-from aesthetic_llm.train import train_stage
+from aesthetic_llm.train.datasets import PLAIN_DATASET, PLAIN_VAL_DATASET
+from aesthetic_llm.train.stage import train_stage
 
 
 @cli_entry

@@ -45,7 +45,7 @@ def small_params(base: dict, out_dir: Path) -> dict:
 
 @pytest.fixture(scope="session")
 def tiny_model_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    from aesthetic_llm.tiny_model import build_tiny_model
+    from aesthetic_llm.model.tiny import build_tiny_model
 
     out = tmp_path_factory.mktemp("tiny_model")
     build_tiny_model(out, dict(TINY_BUILD), num_levels=10, seed=0)

@@ -16,8 +16,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from aesthetic_llm.annotate import annotate
-from aesthetic_llm.api_annotate import (
+from aesthetic_llm.annotate.api import (
     AdaptiveLimiter,
     ApiConfig,
     Scrubber,
@@ -31,11 +30,12 @@ from aesthetic_llm.api_annotate import (
     score_leak,
     validate_answer,
 )
+from aesthetic_llm.annotate.stage import annotate
 from aesthetic_llm.errors import UserError
-from aesthetic_llm.fault_server import NUMBERS_ANALYSES, VALID_ANALYSIS, FaultServer, image_key
 from aesthetic_llm.io_utils import write_csv
 from aesthetic_llm.levels import mos_to_level
 from aesthetic_llm.params import Params
+from aesthetic_llm.rehearsal.fault_server import NUMBERS_ANALYSES, VALID_ANALYSIS, FaultServer, image_key
 
 ROOT = Path(__file__).resolve().parents[1]
 KEY = "sk-test-DISTINCTIVE-9f3c7a1e5b"

@@ -5,7 +5,7 @@ from PIL import Image
 
 from aesthetic_llm.critic import measure, phrase_bank, write_critique
 from aesthetic_llm.levels import parse_rating_level
-from aesthetic_llm.lf_data import near_level_pairs, sft_records
+from aesthetic_llm.train.datasets import near_level_pairs, sft_records
 
 
 def _annotation(level: int, image_id: str = "x") -> dict:

@@ -4,11 +4,11 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from aesthetic_llm.demo_data import SOURCES, degrade, hard_pairs, source_path
+from aesthetic_llm.data.demo import SOURCES, degrade, hard_pairs, source_path
+from aesthetic_llm.data.prepare import SPLITS, manifest_path, prepare
 from aesthetic_llm.errors import UserError
 from aesthetic_llm.io_utils import read_csv
 from aesthetic_llm.params import Params
-from aesthetic_llm.prepare import SPLITS, manifest_path, prepare
 
 from .conftest import small_params
 
@@ -116,7 +116,7 @@ def test_overlapping_split_sources_are_rejected(repo_params, tmp_path):
 
 
 def test_grey_photos_never_get_the_invisible_colour_degradation(prepared):
-    from aesthetic_llm.demo_data import is_grayscale, load_sources
+    from aesthetic_llm.data.demo import is_grayscale, load_sources
 
     _, out, _ = prepared
     grey = {name for name, views in load_sources().items() if all(is_grayscale(v) for v in views)}

@@ -12,12 +12,13 @@ import pytest
 import yaml
 from PIL import Image
 
-from aesthetic_llm import train
 from aesthetic_llm.critic import measure, write_critique
-from aesthetic_llm.crossfit import crossfit_samples, source_folds
 from aesthetic_llm.errors import UserError
+from aesthetic_llm.experiments.crossfit import crossfit_samples, source_folds
 from aesthetic_llm.io_utils import read_json
-from aesthetic_llm.lf_data import (
+from aesthetic_llm.params import Params
+from aesthetic_llm.train import stage as train
+from aesthetic_llm.train.datasets import (
     SFT_DATASET,
     SFT_VAL_DATASET,
     near_level_pairs,
@@ -25,8 +26,7 @@ from aesthetic_llm.lf_data import (
     write_dpo_dataset,
     write_sft_dataset,
 )
-from aesthetic_llm.params import Params
-from aesthetic_llm.train import DEFAULT_LR, PREF_LOSSES, effective_config, overrides_for, train_stage
+from aesthetic_llm.train.stage import DEFAULT_LR, PREF_LOSSES, effective_config, overrides_for, train_stage
 
 from .conftest import ROOT
 

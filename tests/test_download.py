@@ -13,10 +13,10 @@ from pathlib import Path
 
 import pytest
 
-from aesthetic_llm.download import download, safe_extract
+from aesthetic_llm.data.download import download, safe_extract
+from aesthetic_llm.data.prepare import manifest_path, prepare
 from aesthetic_llm.errors import UserError
 from aesthetic_llm.io_utils import read_csv
-from aesthetic_llm.prepare import manifest_path, prepare
 
 from .test_paper_data import ava_params, make_ava_root
 

@@ -11,20 +11,33 @@ from .conftest import ROOT
 PKG = "aesthetic_llm"
 
 
+SRC = ROOT / "src"
+
+
+def _module_file(dotted: str) -> str | None:
+    """`aesthetic_llm.data.manifest` -> `src/aesthetic_llm/data/manifest.py`, when that module is a file."""
+    path = SRC / Path(*dotted.split("."))
+    return str(path.with_suffix(".py").relative_to(ROOT)) if path.with_suffix(".py").exists() else None
+
+
 def _imports(path: Path) -> set[str]:
-    """Package modules imported by a file, at any depth of the file (lazy imports included)."""
-    found = set()
+    """Package module files imported by a file, at any depth of the file (lazy imports included).
+
+    Subpackage `__init__.py` files are empty (test below), so importing through them adds no file."""
+    here = ".".join(path.relative_to(SRC).with_suffix("").parts[:-1]) if path.is_relative_to(SRC) else ""
+    found: set[str | None] = set()
     for node in ast.walk(ast.parse(path.read_text())):
         if isinstance(node, ast.ImportFrom):
-            if node.level and node.module:
-                found.add(node.module.split(".")[0])
-            elif node.level:
-                found.update(a.name for a in node.names)
-            elif node.module and node.module.startswith(PKG + "."):
-                found.add(node.module.split(".")[1])
+            base = node.module or ""
+            if node.level:
+                parent = here.split(".")[: len(here.split(".")) - node.level + 1]
+                base = ".".join([*parent, base] if base else parent)
+            if base == PKG or base.startswith(PKG + "."):
+                found.add(_module_file(base))
+                found.update(_module_file(f"{base}.{a.name}") for a in node.names)
         elif isinstance(node, ast.Import):
-            found.update(a.name.split(".")[1] for a in node.names if a.name.startswith(PKG + "."))
-    return {m for m in found if (ROOT / "src" / PKG / f"{m}.py").exists()}
+            found.update(_module_file(a.name) for a in node.names if a.name.startswith(PKG + "."))
+    return {f for f in found if f}
 
 
 def _closure(script: Path) -> set[str]:
@@ -33,8 +46,14 @@ def _closure(script: Path) -> set[str]:
         mod = todo.pop()
         if mod not in seen:
             seen.add(mod)
-            todo.extend(_imports(ROOT / "src" / PKG / f"{mod}.py"))
+            todo.extend(_imports(ROOT / mod))
     return seen
+
+
+def test_subpackage_inits_are_empty():
+    """A re-exporting `__init__.py` would put every sibling module into each stage's deps."""
+    for init in (SRC / PKG).glob("*/__init__.py"):
+        assert init.read_text().strip() == "", f"{init.relative_to(ROOT)} must stay empty"
 
 
 def _stages() -> dict:
@@ -59,7 +78,7 @@ def test_each_stage_lists_its_script_and_imported_modules():
         script = stage["cmd"].split()[1]
         deps = set(stage["deps"])
         assert script in deps, f"stage {name}: script {script} not in deps"
-        needed = {f"src/{PKG}/{m}.py" for m in _closure(ROOT / script)}
+        needed = _closure(ROOT / script)
         assert needed <= deps, f"stage {name}: missing deps {sorted(needed - deps)}"
         # And no module it does not import: an extra dep would rerun the stage for nothing.
         listed = {d for d in deps if d.startswith(f"src/{PKG}/")}

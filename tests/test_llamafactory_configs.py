@@ -7,7 +7,7 @@ import pytest
 import yaml
 
 from aesthetic_llm.params import Params
-from aesthetic_llm.train import effective_config, overrides_for
+from aesthetic_llm.train.stage import effective_config, overrides_for
 
 from .conftest import ROOT
 

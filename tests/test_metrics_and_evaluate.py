@@ -5,10 +5,10 @@ import numpy as np
 import pytest
 from scipy import stats
 
-from aesthetic_llm.demo_data import hard_pairs
+from aesthetic_llm.data.demo import hard_pairs
 from aesthetic_llm.errors import UserError
-from aesthetic_llm.evaluate import evaluate
-from aesthetic_llm.metrics import krcc, pairwise_accuracy, plcc, srcc, summarise
+from aesthetic_llm.evaluation.evaluate import evaluate
+from aesthetic_llm.evaluation.metrics import krcc, pairwise_accuracy, plcc, srcc, summarise
 
 from .conftest import ROOT
 
@@ -208,7 +208,7 @@ def test_evaluate_cli_exit_code(tmp_path):
 def test_plcc_logistic_matches_an_independent_reference_fit():
     from scipy.optimize import least_squares
 
-    from aesthetic_llm.metrics import logistic4, plcc_logistic
+    from aesthetic_llm.evaluation.metrics import logistic4, plcc_logistic
 
     rng = np.random.default_rng(4)
     pred = rng.uniform(0, 1, 300)
@@ -227,7 +227,7 @@ def test_plcc_logistic_matches_an_independent_reference_fit():
 
 
 def test_plcc_logistic_cannot_reward_a_backwards_ranking():
-    from aesthetic_llm.metrics import plcc_logistic
+    from aesthetic_llm.evaluation.metrics import plcc_logistic
 
     rng = np.random.default_rng(5)
     mos = rng.uniform(1, 10, 200)
@@ -237,7 +237,7 @@ def test_plcc_logistic_cannot_reward_a_backwards_ranking():
 
 
 def test_results_and_comparison_tables_show_seed_spread_and_verdicts():
-    from aesthetic_llm.report import comparisons_table, results_table, targets
+    from aesthetic_llm.evaluation.report import comparisons_table, results_table, targets
 
     def e(v, ci, seeds):
         return {"trained": True, "srcc": v, "srcc_ci": ci, "srcc_seeds": seeds, "srcc_spread": [min(seeds), max(seeds)]}
@@ -286,7 +286,7 @@ def test_results_and_comparison_tables_show_seed_spread_and_verdicts():
 def test_preference_pairs_section_lists_each_seed_and_the_sources_kept_out_of_sft(tmp_path):
     import json
 
-    from aesthetic_llm.report import preference_pairs_section
+    from aesthetic_llm.evaluation.report import preference_pairs_section
 
     stats = {"strategy": "on_policy", "pairs": 3, "images": 4, "images_with_pairs": 3, "level_gaps": {"1": 3}}
     a, b = tmp_path / "a.json", tmp_path / "b.json"

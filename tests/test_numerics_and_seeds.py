@@ -8,9 +8,9 @@ import numpy as np
 import pytest
 
 from aesthetic_llm.errors import UserError
+from aesthetic_llm.evaluation.seed_bootstrap import mean_over_drawn, pair_weights, resample_indices, srcc_rows
 from aesthetic_llm.numerics import CPU_NUMERICS, numerics_env
 from aesthetic_llm.params import Params, set_seeds, training_seeds
-from aesthetic_llm.seed_bootstrap import mean_over_drawn, pair_weights, resample_indices, srcc_rows
 
 from .conftest import ROOT
 

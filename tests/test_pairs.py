@@ -15,10 +15,10 @@ import yaml
 from PIL import Image
 
 from aesthetic_llm.critic import measure, write_critique
-from aesthetic_llm.crossfit import source_folds
 from aesthetic_llm.errors import UserError
+from aesthetic_llm.experiments.crossfit import source_folds
 from aesthetic_llm.levels import parse_rating_level
-from aesthetic_llm.lf_data import (
+from aesthetic_llm.train.datasets import (
     cross_image_pairs,
     far_level_pairs,
     gold_vs_policy_pairs,

@@ -13,11 +13,11 @@ import numpy as np
 import pytest
 from PIL import Image
 
+from aesthetic_llm.data.ava import DEFAULT_SIZES, allocate, check_image, parse_ava, scale_sizes, stratum
+from aesthetic_llm.data.prepare import SPLITS, manifest_path, prepare
 from aesthetic_llm.errors import UserError
 from aesthetic_llm.io_utils import read_csv
-from aesthetic_llm.paper_data import DEFAULT_SIZES, allocate, check_image, parse_ava, scale_sizes, stratum
 from aesthetic_llm.params import Params
-from aesthetic_llm.prepare import SPLITS, manifest_path, prepare
 
 from .conftest import ROOT
 

@@ -226,7 +226,7 @@ def test_lora_sft_is_merged_into_a_plain_checkpoint(workspace, first_run, monkey
     assert (out / "model.safetensors").exists() and not (out / "adapter_config.json").exists()
     from PIL import Image
 
-    from aesthetic_llm.scoring import LevelScorer
+    from aesthetic_llm.scoring.engine import LevelScorer
 
     image = Image.open(
         workspace

@@ -11,8 +11,8 @@ import yaml
 from PIL import Image, ImageFilter
 
 from aesthetic_llm.critic import measure, rule_of_thumb_level
-from aesthetic_llm.demo_data import degrade
-from aesthetic_llm.pretrain import RECORD_NAME, build_corpus, damage_stats, pretrain, region_stats, verify_record
+from aesthetic_llm.data.demo import degrade
+from aesthetic_llm.model.pretrain import RECORD_NAME, build_corpus, damage_stats, pretrain, region_stats, verify_record
 
 from .conftest import ROOT
 

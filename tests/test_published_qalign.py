@@ -1,7 +1,7 @@
 """The published Q-Align stage: demo skip, the worker's loading/scoring/resume path, evaluate --also.
 
 The real checkpoints (7B mPLUG-Owl2, hub only) cannot be fetched here. The worker is exercised on a
-NAMED STAND-IN (aesthetic_llm.qalign_standin, also used by `make rehearse`): a tiny remote-code checkpoint
+NAMED STAND-IN (aesthetic_llm.rehearsal.qalign_standin, also used by `make rehearse`): a tiny remote-code checkpoint
 (`StandInScorer`, not Q-Align) saved to disk, loaded through the same
 `AutoModelForCausalLM.from_pretrained(..., trust_remote_code=True)` call and exposing the same
 `score(images, task_=, input_=)` interface; its score is the image's mean brightness on 1-5.
@@ -21,10 +21,10 @@ import pytest
 from PIL import Image
 
 from aesthetic_llm.errors import UserError
-from aesthetic_llm.evaluate import evaluate
+from aesthetic_llm.evaluation.evaluate import evaluate
 from aesthetic_llm.params import Params
-from aesthetic_llm.published_qalign import PUBLISHED_AVA, run
-from aesthetic_llm.qalign_standin import build_standin
+from aesthetic_llm.rehearsal.qalign_standin import build_standin
+from aesthetic_llm.scoring.published_qalign import PUBLISHED_AVA, run
 
 from .conftest import ROOT
 
@@ -139,7 +139,7 @@ def test_stage_without_the_env_says_how_to_build_it(prepared, tmp_path):
 
 def test_published_figures_are_labelled_with_their_source():
     assert all(r["source"] and r["srcc"] for r in PUBLISHED_AVA)
-    from aesthetic_llm.report import published_table
+    from aesthetic_llm.evaluation.report import published_table
 
     text = "\n".join(published_table())
     assert "quoted, not computed here" in text and "0.822" in text and "arXiv:2312.17090" in text

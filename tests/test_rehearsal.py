@@ -16,7 +16,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from aesthetic_llm.rehearsal_params import load_overrides
+from aesthetic_llm.rehearsal.overrides import load_overrides
 
 ROOT = Path(__file__).resolve().parents[1]
 OVERRIDES = ROOT / "configs/rehearsal.yaml"

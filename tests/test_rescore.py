@@ -6,7 +6,7 @@ import sys
 import pytest
 
 from aesthetic_llm.errors import UserError
-from aesthetic_llm.side_runs import with_overrides
+from aesthetic_llm.experiments.side_runs import with_overrides
 
 from .conftest import ROOT
 

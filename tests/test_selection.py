@@ -9,7 +9,7 @@ from PIL import Image
 from safetensors.torch import load_file, save_file
 
 from aesthetic_llm.io_utils import read_csv, sha256_file, write_csv
-from aesthetic_llm.selection import candidates, drop_checkpoints, promote, select_checkpoint
+from aesthetic_llm.train.selection import candidates, drop_checkpoints, promote, select_checkpoint
 
 
 def _make_run(tmp_path, tiny_model_dir):
@@ -81,7 +81,7 @@ def _curve(steps_val_test: dict[int, tuple[float, float]], photos=("a", "b"), cr
 
 
 def test_selection_study_picks_on_val_and_compares_with_the_last_step():
-    from aesthetic_llm.selection_study import first_crops, pick, summarise
+    from aesthetic_llm.experiments.selection_study import first_crops, pick, summarise
 
     ids = [f"val-{p}-{k:04d}" for p in ("a", "b") for k in range(5)]
     assert first_crops(ids, 2).tolist() == [0, 1, 5, 6]

@@ -7,7 +7,7 @@ import pytest
 import torch
 from PIL import Image
 
-from aesthetic_llm.scoring import LevelScorer
+from aesthetic_llm.scoring.engine import LevelScorer
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -131,7 +131,7 @@ def test_rating_prefix_cuts_or_appends():
 
 
 def test_qalign_scheme_scores_whole_words_and_matches_brute_force(tiny_model_dir):
-    from aesthetic_llm.scoring import QALIGN_AESTHETIC
+    from aesthetic_llm.scoring.engine import QALIGN_AESTHETIC
 
     scorer = LevelScorer(tiny_model_dir, num_levels=10, device="cpu", scheme=QALIGN_AESTHETIC)
     assert scorer.prompt().count("How would you rate the aesthetics of this image?") == 1
@@ -154,7 +154,7 @@ def test_qwen2vl_7b_preset_has_the_hub_checkpoints_parameter_count():
     """The GPU benchmarks' stand-in must be the real size: built on the meta device (no memory)."""
     import torch
 
-    from aesthetic_llm.tiny_model import QWEN2VL_7B_BUILD, build_model
+    from aesthetic_llm.model.tiny import QWEN2VL_7B_BUILD, build_model
 
     model, processor, summary = build_model(QWEN2VL_7B_BUILD, 10, seed=0, device="meta")
     # Qwen/Qwen2-VL-7B-Instruct: 8,291,375,616 parameters (safetensors index); untied 152,064-row embedding.

@@ -12,7 +12,7 @@ from dataclasses import asdict, dataclass
 import numpy as np
 from PIL import Image
 
-from .prompts import RATING_PREFIX
+from aesthetic_llm.prompts import RATING_PREFIX
 
 
 @dataclass(frozen=True)

@@ -11,7 +11,7 @@ from collections.abc import Iterable, Sequence
 from pathlib import Path
 from typing import Any
 
-from .errors import UserError
+from aesthetic_llm.errors import UserError
 
 _UMASK = os.umask(0)
 os.umask(_UMASK)

@@ -25,7 +25,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from .errors import UserError
+from aesthetic_llm.errors import UserError
 
 CPU_NUMERICS = ("portable", "vendor", "native")
 _PINS = {

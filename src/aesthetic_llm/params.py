@@ -14,7 +14,7 @@ from typing import Any
 
 import yaml
 
-from .errors import UserError
+from aesthetic_llm.errors import UserError
 
 PROFILES = ("demo", "paper")
 DEFAULT_PARAMS = "params.yaml"
@@ -148,7 +148,7 @@ def stage_args(
 
 def pin_numerics(params: Params) -> dict[str, str]:
     """Pin this process's CPU kernels and threads as `compute` says (numerics.py)."""
-    from .numerics import CPU_NUMERICS, pin
+    from aesthetic_llm.numerics import CPU_NUMERICS, pin
 
     return pin(params.str("compute.cpu_numerics", choices=CPU_NUMERICS), params.int("compute.threads", lo=1))
 
@@ -166,7 +166,7 @@ def set_seeds(path: str | Path, count: int) -> list[int]:
     (editing only that line, comments kept); returns the new list."""
     import re
 
-    from .io_utils import atomic_write_text
+    from aesthetic_llm.io_utils import atomic_write_text
 
     if count < 1:
         raise UserError(f"SEEDS={count}: expected a number of training seeds >= 1")
@@ -195,7 +195,7 @@ def set_profile(path: str | Path, profile: str) -> bool:
         raise UserError(f"{path}: no top-level 'profile:' line")
     if match.group(1) == profile:
         return False
-    from .io_utils import atomic_write_text
+    from aesthetic_llm.io_utils import atomic_write_text
 
     atomic_write_text(path, text[: match.start(1)] + profile + text[match.end(1) :])
     return True

@@ -5,11 +5,11 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
-from .errors import UserError
-from .levels import SCORE_MODES
-from .lf_data import PAIR_STRATEGIES
-from .numerics import CPU_NUMERICS, numerics_env
-from .params import Params, training_seeds
+from aesthetic_llm.errors import UserError
+from aesthetic_llm.levels import SCORE_MODES
+from aesthetic_llm.numerics import CPU_NUMERICS, numerics_env
+from aesthetic_llm.params import Params, training_seeds
+from aesthetic_llm.train.datasets import PAIR_STRATEGIES
 
 
 def check(params: Params) -> list[str]:
@@ -62,7 +62,7 @@ def check(params: Params) -> list[str]:
                 f"{p.source}: model.name_or_path: {base} has no pretrain_record.json "
                 "(it is committed: `git checkout -- pretrained/`, or rebuild it with `make base-model`)"
             )
-        from .pretrain import verify_record
+        from aesthetic_llm.model.pretrain import verify_record
 
         try:
             verify_record(base)
@@ -78,7 +78,7 @@ def check(params: Params) -> list[str]:
         for split in ("train", "val", "test", "unseen"):
             p.int(f"data.subset_sizes.{split}", lo=0)
     if p.str("annotate.backend") == "api":
-        from .api_annotate import ApiConfig
+        from aesthetic_llm.annotate.api import ApiConfig
 
         env = ApiConfig.from_params(p).api_key_env()
         if not os.environ.get(env):

@@ -62,7 +62,7 @@ class Scorer:
         samples: int = 8,
     ) -> None:
         """mode: cot | cot_sampled (`samples` critiques per image, their level distributions averaged) | direct."""
-        from .scoring import LevelScorer
+        from aesthetic_llm.scoring.engine import LevelScorer
 
         self.level_scorer = LevelScorer(model_path, num_levels=num_levels, device=device)
         self.mode, self.max_new_tokens, self.batch_size, self.samples = mode, max_new_tokens, batch_size, samples

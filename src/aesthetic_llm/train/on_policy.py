@@ -9,8 +9,8 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from .errors import UserError
-from .levels import parse_rating_level
+from aesthetic_llm.errors import UserError
+from aesthetic_llm.levels import parse_rating_level
 
 
 def sample_answers(
@@ -28,7 +28,7 @@ def sample_answers(
     import torch
     from PIL import Image
 
-    from .scoring import LevelScorer
+    from aesthetic_llm.scoring.engine import LevelScorer
 
     if not Path(model_dir).exists():
         raise UserError(f"{model_dir}: SFT model not found (dpo.pair_strategy on_policy samples from it)")

@@ -13,10 +13,10 @@ import random
 from pathlib import Path
 from typing import Any
 
-from .errors import UserError
-from .io_utils import read_json, read_jsonl, sha256_file, write_json, write_jsonl
-from .lf_data import SFT_DATASET, SFT_VAL_DATASET, sft_records, source_group, write_sft_dataset
-from .params import Params, deep_merge
+from aesthetic_llm.errors import UserError
+from aesthetic_llm.io_utils import read_json, read_jsonl, sha256_file, write_json, write_jsonl
+from aesthetic_llm.params import Params, deep_merge
+from aesthetic_llm.train.datasets import SFT_DATASET, SFT_VAL_DATASET, sft_records, source_group, write_sft_dataset
 
 Samples = dict[str, list[tuple[str, int | None]]]
 
@@ -48,8 +48,8 @@ def crossfit_samples(
     Resumable: a fold whose `fold.json` records the same photos and recipe (base weights, SFT params,
     sampling) is reused.
     """
-    from .on_policy import sample_answers
-    from .train import train_stage
+    from aesthetic_llm.train.on_policy import sample_answers
+    from aesthetic_llm.train.stage import train_stage
 
     n = p.int("levels.num_levels", lo=2)
     base = p.str("model.name_or_path")

@@ -11,13 +11,13 @@ from typing import Any
 
 from PIL import Image
 
-from .critic import measure, write_critique
-from .errors import UserError
-from .io_utils import read_csv, write_json, write_jsonl
-from .levels import mos_to_level
-from .manifest import manifest_path
-from .params import Params
-from .prompts import PROMPT_VERSION
+from aesthetic_llm.critic import measure, write_critique
+from aesthetic_llm.data.manifest import manifest_path
+from aesthetic_llm.errors import UserError
+from aesthetic_llm.io_utils import read_csv, write_json, write_jsonl
+from aesthetic_llm.levels import mos_to_level
+from aesthetic_llm.params import Params
+from aesthetic_llm.prompts import PROMPT_VERSION
 
 
 def annotate_offline(rows: list[dict[str, str]], num_levels: int, source: Path) -> list[dict[str, Any]]:
@@ -50,7 +50,7 @@ def annotate(params: Params) -> dict[str, int]:
     data_dir = Path(params.str("data.out_dir"))
     out_dir = Path(params.str("annotate.out_dir"))
     if backend == "api":
-        from .api_annotate import annotate_params  # imports the openai client only when used
+        from aesthetic_llm.annotate.api import annotate_params  # imports the openai client only when used
 
         manifests = {split: manifest_path(data_dir, split) for split in params.list("annotate.splits")}
         counts, api_summaries = annotate_params(params, manifests, out_dir)

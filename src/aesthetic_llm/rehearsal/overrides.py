@@ -16,8 +16,8 @@ from typing import Any
 
 import yaml
 
-from .errors import UserError
-from .params import Params
+from aesthetic_llm.errors import UserError
+from aesthetic_llm.params import Params
 
 PLACEHOLDER = re.compile(r"\{(\w+)\}")
 _KEY_LINE = re.compile(r"^([A-Za-z_][\w.]*)\s*:")

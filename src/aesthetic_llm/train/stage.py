@@ -20,13 +20,13 @@ from typing import Any
 
 import yaml
 
-from .errors import UserError
-from .io_utils import atomic_write_text, read_json, write_csv, write_json
-from .levels import SCORE_MODES
-from .manifest import manifest_path
-from .numerics import fingerprint
-from .params import Params
-from .selection import drop_checkpoints, promote, select_checkpoint
+from aesthetic_llm.data.manifest import manifest_path
+from aesthetic_llm.errors import UserError
+from aesthetic_llm.io_utils import atomic_write_text, read_json, write_csv, write_json
+from aesthetic_llm.levels import SCORE_MODES
+from aesthetic_llm.numerics import fingerprint
+from aesthetic_llm.params import Params
+from aesthetic_llm.train.selection import drop_checkpoints, promote, select_checkpoint
 
 LOG_FIELDS = [
     "step",

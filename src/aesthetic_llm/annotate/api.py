@@ -35,12 +35,12 @@ from typing import Any
 
 from PIL import Image
 
-from .critic import measure
-from .errors import UserError
-from .io_utils import read_csv, sha256_file, write_jsonl
-from .levels import mos_to_level, parse_rating_level
-from .params import Params
-from .prompts import CRITIC_INSTRUCTION, PROMPT_VERSION, RATING_PREFIX
+from aesthetic_llm.critic import measure
+from aesthetic_llm.errors import UserError
+from aesthetic_llm.io_utils import read_csv, sha256_file, write_jsonl
+from aesthetic_llm.levels import mos_to_level, parse_rating_level
+from aesthetic_llm.params import Params
+from aesthetic_llm.prompts import CRITIC_INSTRUCTION, PROMPT_VERSION, RATING_PREFIX
 
 # USD per 1M tokens (input, output): approximate list prices, override with params annotate.api.prices.
 DEFAULT_PRICES: dict[str, dict[str, float]] = {

@@ -25,12 +25,12 @@ from typing import Any
 
 import yaml
 
-from .errors import UserError
-from .fault_server import FaultConfig, FaultServer
-from .io_utils import atomic_write_text, read_json, write_json
-from .qalign_standin import build_standin
-from .rehearsal_params import apply_overrides, fill, load_overrides
-from .standin_data import make_roots
+from aesthetic_llm.errors import UserError
+from aesthetic_llm.io_utils import atomic_write_text, read_json, write_json
+from aesthetic_llm.rehearsal.fault_server import FaultConfig, FaultServer
+from aesthetic_llm.rehearsal.overrides import apply_overrides, fill, load_overrides
+from aesthetic_llm.rehearsal.qalign_standin import build_standin
+from aesthetic_llm.rehearsal.standin_data import make_roots
 
 COPIED_DIRS = ("src", "scripts", "llamafactory_configs", "pretrained")
 COPIED_FILES = ("dvc.yaml", "requirements-qalign.lock")

@@ -27,10 +27,10 @@ from typing import Any
 import numpy as np
 from PIL import Image
 
-from .download import fetch_root, find_marker
-from .errors import UserError
-from .params import Params
-from .prepare import finish_splits
+from aesthetic_llm.data.download import fetch_root, find_marker
+from aesthetic_llm.errors import UserError
+from aesthetic_llm.params import Params
+from aesthetic_llm.data.prepare import finish_splits
 
 AVA_LABELS = "AVA.txt"
 AADB_LABEL_DIR = "imgListFiles_label"

@@ -22,8 +22,8 @@ from pathlib import Path
 import torch
 from PIL import Image
 
-from .levels import SCORE_MODES, level_labels, level_to_mos, parse_rating_level
-from .prompts import RATING_PREFIX, score_instruction
+from aesthetic_llm.levels import SCORE_MODES, level_labels, level_to_mos, parse_rating_level
+from aesthetic_llm.prompts import RATING_PREFIX, score_instruction
 
 END_OF_TURN = "<|im_end|>"
 

@@ -9,12 +9,12 @@ from typing import Any
 
 import numpy as np
 
-from .critic import ImageProperties, write_critique
-from .errors import UserError
-from .io_utils import read_jsonl, write_json
-from .manifest import source_group
-from .params import Params
-from .prompts import RATING_PREFIX, score_instruction
+from aesthetic_llm.critic import ImageProperties, write_critique
+from aesthetic_llm.data.manifest import source_group
+from aesthetic_llm.errors import UserError
+from aesthetic_llm.io_utils import read_jsonl, write_json
+from aesthetic_llm.params import Params
+from aesthetic_llm.prompts import RATING_PREFIX, score_instruction
 
 SFT_DATASET, SFT_VAL_DATASET, DPO_DATASET = "aesthetic_sft", "aesthetic_sft_val", "aesthetic_dpo"
 # The no-CoT ablation (Q-Align-style training): the same images, answered with the level alone.

@@ -12,7 +12,7 @@ exposure, contrast, sharpness, noise, colour), one sentence with ordinary number
         client(base_url=srv.url, api_key=srv.api_key)
         srv.counts                                       # requests received per image (sha256 of its data URL)
 
-    python -m aesthetic_llm.fault_server --latency 0.2   # standalone; prints its base URL, serves until killed
+    python -m aesthetic_llm.rehearsal.fault_server --latency 0.2   # standalone; prints its base URL, serves until killed
 """
 
 from __future__ import annotations
@@ -36,7 +36,7 @@ from typing import Any
 from aiohttp import web
 from PIL import Image
 
-from .critic import describe_properties, measure, verdict
+from aesthetic_llm.critic import describe_properties, measure, verdict
 
 _LEVEL_RE = re.compile(r"\blevel (\d+)\b")
 _SCALE_RE = re.compile(r"\bscale of 1 to (\d+)\b")

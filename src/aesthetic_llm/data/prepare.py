@@ -9,11 +9,11 @@ from typing import Any
 
 import numpy as np
 
-from .demo_data import SEEN_DEGRADATIONS, SOURCES, hard_pairs, load_sources, make_sample
-from .errors import UserError
-from .io_utils import write_csv, write_json
-from .manifest import SPLITS, manifest_path
-from .params import Params
+from aesthetic_llm.data.demo import SEEN_DEGRADATIONS, SOURCES, hard_pairs, load_sources, make_sample
+from aesthetic_llm.errors import UserError
+from aesthetic_llm.io_utils import write_csv, write_json
+from aesthetic_llm.data.manifest import SPLITS, manifest_path
+from aesthetic_llm.params import Params
 
 MANIFEST_FIELDS = ["image_id", "path", "mos", "split", "source", "degradations"]
 
@@ -133,6 +133,6 @@ def prepare(params: Params) -> dict[str, Any]:
     dataset = params.str("data.dataset", choices=("demo", "ava"))
     if dataset == "demo":
         return prepare_demo(params, out_dir)
-    from .paper_data import prepare_paper  # AVA (+ AADB as unseen), from disk or downloaded
+    from aesthetic_llm.data.ava import prepare_paper  # AVA (+ AADB as unseen), from disk or downloaded
 
     return prepare_paper(params, out_dir)

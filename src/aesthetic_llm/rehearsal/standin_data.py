@@ -24,7 +24,7 @@ from typing import Any
 import numpy as np
 from PIL import Image
 
-from .demo_data import SEEN_DEGRADATIONS, UNSEEN_DEGRADATIONS, load_sources, make_sample
+from aesthetic_llm.data.demo import SEEN_DEGRADATIONS, UNSEEN_DEGRADATIONS, load_sources, make_sample
 
 IMAGE_SIZE = 112
 AADB_SOURCES = ("astronaut", "flower", "hubble")  # the demo's unseen photos: never in the AVA stand-in

@@ -16,13 +16,10 @@ from typing import Any
 
 import numpy as np
 
-from .errors import UserError
-from .io_utils import read_csv
-from .levels import level_to_mos
-from .manifest import source_group
-from .metrics import pair_hits, summarise
-from .params import Params, training_seeds
-from .seed_bootstrap import (
+from aesthetic_llm.data.manifest import source_group
+from aesthetic_llm.errors import UserError
+from aesthetic_llm.evaluation.metrics import pair_hits, summarise
+from aesthetic_llm.evaluation.seed_bootstrap import (
     interval,
     mean_over_drawn,
     pair_weights,
@@ -33,6 +30,9 @@ from .seed_bootstrap import (
     two_sided_p,
     weighted_accuracy,
 )
+from aesthetic_llm.io_utils import read_csv
+from aesthetic_llm.levels import level_to_mos
+from aesthetic_llm.params import Params, training_seeds
 
 REQUIRED = ("image_id", "model", "split", "pred", "mos")
 # What each model is compared with (paired: same seeds, same images): the stage it continues from, and

@@ -15,26 +15,33 @@ from typing import Any
 
 import numpy as np
 
-from .manifest import manifest_path, source_group
-from .metrics import srcc
-from .params import Params, deep_merge
-from .paths import seed_dir
-from .seed_bootstrap import interval, mean_over_drawn, resample_indices, seed_draws, srcc_rows, two_sided_p
-from .selection import candidates, score_manifest
+from aesthetic_llm.data.manifest import manifest_path, source_group
+from aesthetic_llm.evaluation.metrics import srcc
+from aesthetic_llm.evaluation.seed_bootstrap import (
+    interval,
+    mean_over_drawn,
+    resample_indices,
+    seed_draws,
+    srcc_rows,
+    two_sided_p,
+)
+from aesthetic_llm.params import Params, deep_merge
+from aesthetic_llm.paths import seed_dir
+from aesthetic_llm.train.selection import candidates, score_manifest
 
 Curve = dict[int, dict[str, tuple[list[str], np.ndarray, np.ndarray]]]  # step -> split -> (ids, pred, mos)
 
 
 def train_with_checkpoints(p: Params, stage: str, name: str, seed: int, work_dir: Path) -> tuple[Path, int]:
     """The stage's recipe for one seed, no selection, every epoch's checkpoint kept: (train dir, final step)."""
-    from .lf_data import PLAIN_DATASET, PLAIN_VAL_DATASET
-    from .train import train_stage
+    from aesthetic_llm.train.datasets import PLAIN_DATASET, PLAIN_VAL_DATASET
+    from aesthetic_llm.train.stage import train_stage
 
     recipe = Params(deep_merge(p.data, {stage: {"select_checkpoint": False}}), source=p.source)
     plain = {"dataset": PLAIN_DATASET, "eval_dataset": PLAIN_VAL_DATASET} if name == "qalign_style" else None
     out = seed_dir(work_dir / name, seed)
     if (out / "trainer_state.json").exists():  # resumable: a finished run is reused
-        from .io_utils import read_json
+        from aesthetic_llm.io_utils import read_json
 
         return out, int(read_json(out / "trainer_state.json")["global_step"])
     summary = train_stage(

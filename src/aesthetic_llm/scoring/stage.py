@@ -10,12 +10,12 @@ from typing import Any
 
 from PIL import Image
 
-from .errors import UserError
-from .io_utils import read_csv, write_csv
-from .levels import SCORE_MODES, level_to_mos
-from .manifest import manifest_path
-from .params import Params
-from .paths import seed_dir
+from aesthetic_llm.data.manifest import manifest_path
+from aesthetic_llm.errors import UserError
+from aesthetic_llm.io_utils import read_csv, write_csv
+from aesthetic_llm.levels import SCORE_MODES, level_to_mos
+from aesthetic_llm.params import Params
+from aesthetic_llm.paths import seed_dir
 
 PRED_FIELDS = ["image_id", "model", "split", "seed", "pred", "text_level", "mos", "probs"]
 TRAINED = ("qalign_style", "sft", "dpo")  # trained here once per seed; zero_shot is the base as it is
@@ -67,7 +67,7 @@ def score_all(params: Params, out: Path, seed: int | None) -> dict[str, Any]:
     """Score `model_table(params, seed)` on every eval split into `out` (hard rows: the test images in the band)."""
     import torch
 
-    from .scoring import LevelScorer, scheme_by_name
+    from aesthetic_llm.scoring.engine import LevelScorer, scheme_by_name
 
     num_levels = params.int("levels.num_levels", lo=2)
     mode = params.str("score.mode", choices=SCORE_MODES)

@@ -13,8 +13,8 @@ from typing import Any
 
 import numpy as np
 
-from .io_utils import read_csv, write_csv
-from .metrics import srcc
+from aesthetic_llm.evaluation.metrics import srcc
+from aesthetic_llm.io_utils import read_csv, write_csv
 
 _CKPT = re.compile(r"^checkpoint-(\d+)$")
 
@@ -36,8 +36,8 @@ def score_manifest(
     batch_size: int,
 ) -> tuple[list[str], np.ndarray, np.ndarray]:
     """(image ids, scores, MOS) of one checkpoint on one split's manifest."""
-    from .predict import load_images
-    from .scoring import LevelScorer
+    from aesthetic_llm.scoring.engine import LevelScorer
+    from aesthetic_llm.scoring.stage import load_images
 
     rows = read_csv(manifest, required=("image_id", "path", "mos"))
     scorer = LevelScorer(model_dir, num_levels, processor_path=processor_dir)

@@ -17,13 +17,13 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from .errors import UserError
-from .io_utils import read_csv, write_csv, write_json
-from .manifest import manifest_path
-from .params import Params
+from aesthetic_llm.data.manifest import manifest_path
+from aesthetic_llm.errors import UserError
+from aesthetic_llm.io_utils import read_csv, write_csv, write_json
+from aesthetic_llm.params import Params
 
 FIELDS = ["image_id", "model", "split", "pred", "mos"]
-WORKER = Path(__file__).resolve().parents[2] / "scripts" / "qalign_published_worker.py"
+WORKER = Path(__file__).resolve().parents[3] / "scripts" / "qalign_published_worker.py"
 
 # Quoted from the publications (not computed by this repo); the report labels them so.
 PUBLISHED_AVA: list[dict[str, Any]] = [

@@ -33,10 +33,10 @@ from typing import Any
 
 import numpy as np
 
-from .critic import describe_properties, measure, rule_of_thumb_level, write_critique
-from .demo_data import SEEN_DEGRADATIONS, degrade, is_grayscale, random_crop, reference_crop
-from .io_utils import sha256_file, write_json
-from .prompts import score_instruction
+from aesthetic_llm.critic import describe_properties, measure, rule_of_thumb_level, write_critique
+from aesthetic_llm.data.demo import SEEN_DEGRADATIONS, degrade, is_grayscale, random_crop, reference_crop
+from aesthetic_llm.io_utils import sha256_file, write_json
+from aesthetic_llm.prompts import score_instruction
 
 DESCRIBE_INSTRUCTION = "Describe the exposure, contrast, sharpness, noise and colour of this photo."
 RECORD_NAME = "pretrain_record.json"

@@ -12,9 +12,9 @@ from typing import Any
 
 import yaml
 
-from .errors import UserError
-from .io_utils import atomic_write_text, write_json
-from .params import Params
+from aesthetic_llm.errors import UserError
+from aesthetic_llm.io_utils import atomic_write_text, write_json
+from aesthetic_llm.params import Params
 
 
 def with_overrides(data: dict, sets: list[str]) -> dict:
@@ -47,10 +47,10 @@ def params_with_sets(params_path: Path, sets: list[str], out_dir: Path) -> Param
 def score_and_evaluate(p: Params, out_dir: Path, seeds: list[int] | None = None) -> dict[str, Any]:
     """Score the base and each training seed's models (default: every seed of `seeds`) into score.out_dir and
     evaluate them as the evaluate stage does into out_dir/metrics.json."""
-    from .evaluate import evaluate_with_params
-    from .params import training_seeds
-    from .paths import predictions_file
-    from .predict import score_all
+    from aesthetic_llm.evaluation.evaluate import evaluate_with_params
+    from aesthetic_llm.params import training_seeds
+    from aesthetic_llm.paths import predictions_file
+    from aesthetic_llm.scoring.stage import score_all
 
     seeds = training_seeds(p) if seeds is None else seeds
     files, seconds = [], {}

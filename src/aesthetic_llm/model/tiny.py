@@ -13,10 +13,10 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-from .critic import phrase_bank
-from .io_utils import write_json
-from .levels import level_labels
-from .prompts import CRITIC_INSTRUCTION, RATING_PREFIX, score_instruction
+from aesthetic_llm.critic import phrase_bank
+from aesthetic_llm.io_utils import write_json
+from aesthetic_llm.levels import level_labels
+from aesthetic_llm.prompts import CRITIC_INSTRUCTION, RATING_PREFIX, score_instruction
 
 # Qwen2's pre-tokenizer split pattern (tokenizer.json of Qwen/Qwen2-VL-7B-Instruct).
 QWEN2_SPLIT_REGEX = (

@@ -9,7 +9,7 @@ from typing import Any
 
 import numpy as np
 
-from .io_utils import atomic_write_text, read_csv, read_json
+from aesthetic_llm.io_utils import atomic_write_text, read_csv, read_json
 
 MODELS = ("zero_shot", "zero_shot_qalign5", "qalign_style", "sft", "dpo")
 SPLITS = ("test", "hard", "unseen", "val")
@@ -46,7 +46,7 @@ def _models(metrics: dict[str, Any]) -> list[str]:
 
 def published_table() -> list[str]:
     """Q-Align's published figures as reference rows, labelled as quoted (never computed by this run)."""
-    from .published_qalign import PUBLISHED_AVA
+    from aesthetic_llm.scoring.published_qalign import PUBLISHED_AVA
 
     lines = [
         "| reference (quoted, not computed here) | data | SRCC | PLCC | source |",

@@ -19,7 +19,7 @@ from pathlib import Path
 import numpy as np
 from PIL import Image, ImageEnhance, ImageFilter
 
-from .errors import UserError
+from aesthetic_llm.errors import UserError
 
 
 @dataclass(frozen=True)

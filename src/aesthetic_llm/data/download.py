@@ -21,8 +21,8 @@ import zipfile
 from collections.abc import Callable
 from pathlib import Path, PurePosixPath
 
-from .errors import UserError
-from .io_utils import sha256_file
+from aesthetic_llm.errors import UserError
+from aesthetic_llm.io_utils import sha256_file
 
 CHUNK = 1 << 20
 _RETRY_STATUS = {408, 425, 429, 500, 502, 503, 504}
