@@ -26,7 +26,9 @@ from PIL import Image
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "src"))
 
-from aesthetic_llm.annotate.api import ApiConfig, annotate_api, encode_image, load_items  # noqa: E402
+from aesthetic_llm.annotate.api import annotate_api  # noqa: E402
+from aesthetic_llm.annotate.api_config import ApiConfig, load_items  # noqa: E402
+from aesthetic_llm.annotate.images import encode_image  # noqa: E402
 from aesthetic_llm.io_utils import atomic_write_text, write_csv  # noqa: E402
 
 

@@ -49,7 +49,7 @@ def main() -> None:
     ap.add_argument("--out", type=Path, default=ROOT / "benchmarks/results/paper_data.json")
     args = ap.parse_args()
     sys.path.insert(0, str(ROOT / "src"))
-    from aesthetic_llm.data.ava import ImageChecker, Item, parse_ava
+    from aesthetic_llm.data.ava_labels import ImageChecker, Item, parse_ava
 
     size = tuple(int(v) for v in args.size.split("x"))
     results = []

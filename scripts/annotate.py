@@ -21,7 +21,8 @@ from aesthetic_llm.params import Params
 
 
 def direct(args: argparse.Namespace) -> None:
-    from aesthetic_llm.annotate.api import ApiConfig, annotate_api, format_summary, load_items
+    from aesthetic_llm.annotate.api import annotate_api, format_summary
+    from aesthetic_llm.annotate.api_config import ApiConfig, load_items
 
     missing = [f"--{n.replace('_', '-')}" for n in ("out", "base_url", "model") if getattr(args, n) is None]
     if missing:

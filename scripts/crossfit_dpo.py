@@ -13,25 +13,13 @@ predictions.csv and metrics.json (the evaluate stage's format: DPO − SFT with 
 
 import argparse
 import json
-from collections import Counter
 from pathlib import Path
 
-from aesthetic_llm.errors import UserError, cli_entry
-from aesthetic_llm.experiments.crossfit import crossfit_samples, source_folds
-from aesthetic_llm.experiments.side_runs import params_with_sets, score_and_evaluate
-from aesthetic_llm.io_utils import write_json
+from aesthetic_llm.errors import cli_entry
+from aesthetic_llm.experiments.crossfit import run_crossfit
+from aesthetic_llm.experiments.side_runs import params_with_sets
 from aesthetic_llm.params import pin_numerics, training_seeds
-from aesthetic_llm.paths import seed_dir
-from aesthetic_llm.train.datasets import (
-    gold_vs_policy_pairs,
-    load_annotations,
-    on_policy_pairs,
-    pair_stats,
-    write_dpo_dataset,
-)
-from aesthetic_llm.train.stage import train_stage
-
-PAIRS = {"on_policy": on_policy_pairs, "gold_vs_policy": gold_vs_policy_pairs}
+from aesthetic_llm.train.pairs import SAMPLED_PAIRS
 
 
 @cli_entry
@@ -40,7 +28,7 @@ def main() -> None:
     ap.add_argument("--params", default="params.yaml")
     ap.add_argument("--folds", type=int, default=2, help="k: fold models, each trained on the other k-1 folds")
     ap.add_argument("--fold-seed", type=int, default=None, help="which photos go together (default: seed)")
-    ap.add_argument("--pairs", choices=sorted(PAIRS), default="on_policy")
+    ap.add_argument("--pairs", choices=sorted(SAMPLED_PAIRS), default="on_policy")
     ap.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help="any param (repeatable)")
     ap.add_argument("--seed", type=int, default=None, help="training seed (default: the first of `seeds`)")
     ap.add_argument("--out-dir", type=Path, required=True)
@@ -56,33 +44,7 @@ def main() -> None:
     pin_numerics(p)
     seed = training_seeds(p)[0] if args.seed is None else args.seed
 
-    ann = Path(p.str("annotate.out_dir"))
-    train = load_annotations(ann / "train.jsonl")
-    val = load_annotations(ann / "val.jsonl") if (ann / "val.jsonl").exists() else []
-    fold_seed = p.int("seed") if args.fold_seed is None else args.fold_seed
-    folds = source_folds(train, args.folds, fold_seed)
-    n = p.int("levels.num_levels", lo=2)
-    samples = crossfit_samples(p, train, val, folds, work, p.int("dpo.on_policy_samples", lo=2), seed)
-
-    dropped: Counter = Counter()
-    pairs = PAIRS[args.pairs](train, samples, n, dropped)
-    stats = pair_stats(f"{args.pairs} (cross-fitted)", train, pairs, dropped)
-    stats.update(crossfit_folds=folds, fold_seed=fold_seed)
-    write_json(args.out_dir / "pair_stats.json", stats)
-    if not pairs:
-        raise UserError(f"crossfit: no preference pairs could be built (dropped: {stats['dropped']})")
-    write_dpo_dataset(work / "dpo_data", pairs)
-    train_stage(
-        p,
-        "dpo",
-        seed_dir(p.str("sft.output_dir"), seed),
-        seed=seed,
-        out_dir=seed_dir(p.str("dpo.output_dir"), seed),
-        reports_dir=args.out_dir / "train",
-        dataset={"dataset_dir": str(work / "dpo_data")},
-    )
-
-    metrics = score_and_evaluate(p, args.out_dir, seeds=[seed])
+    metrics = run_crossfit(p, args.folds, args.fold_seed, args.pairs, seed, args.out_dir, work)
     for split, m in metrics["models"]["dpo"].items():
         keys = (
             "srcc",

@@ -29,8 +29,7 @@ def main() -> None:
         raise UserError(f"{p.source}: the base stage pre-trains the demo model only (profile is {p.profile!r})")
     import torch
 
-    from aesthetic_llm.data.demo import load_sources
-    from aesthetic_llm.data.prepare import assign_sources
+    from aesthetic_llm.data.demo import assign_sources, load_sources
     from aesthetic_llm.model.pretrain import pretrain
 
     torch.set_num_threads(int(p.int("base.threads", lo=1)))

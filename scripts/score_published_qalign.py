@@ -1,7 +1,7 @@
 #!/usr/bin/env python
 """DVC stage `published_qalign`: the published Q-Align / OneAlign checkpoints scored in .venv-qalign.
 
-Paper profile: runs scripts/qalign_published_worker.py in the environment `make setup-qalign` builds
+Paper profile: runs src/aesthetic_llm/scoring/qalign_worker.py in the environment `make setup-qalign` builds
 (transformers 4.36) for each checkpoint in published_qalign.models, on published_qalign.splits.
 Demo profile: skipped with a message; writes an empty predictions file.
 """

@@ -16,21 +16,13 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from aesthetic_llm.annotate.api import (
-    AdaptiveLimiter,
-    ApiConfig,
-    Scrubber,
-    annotate_api,
-    cache_key,
-    encode_image,
-    failures_path,
-    format_summary,
-    load_items,
-    load_log,
-    score_leak,
-    validate_answer,
-)
+from aesthetic_llm.annotate.api import annotate_api, format_summary
+from aesthetic_llm.annotate.api_config import ApiConfig, cache_key, load_items
+from aesthetic_llm.annotate.client import AdaptiveLimiter, Scrubber
+from aesthetic_llm.annotate.images import encode_image
+from aesthetic_llm.annotate.journal import failures_path, load_log
 from aesthetic_llm.annotate.stage import annotate
+from aesthetic_llm.annotate.validate import score_leak, validate_answer
 from aesthetic_llm.errors import UserError
 from aesthetic_llm.io_utils import write_csv
 from aesthetic_llm.levels import mos_to_level

@@ -4,8 +4,10 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from aesthetic_llm.data.demo import SOURCES, degrade, hard_pairs, source_path
-from aesthetic_llm.data.prepare import SPLITS, manifest_path, prepare
+from aesthetic_llm.data.demo import SOURCES, degrade, source_path
+from aesthetic_llm.data.manifest import SPLITS, manifest_path
+from aesthetic_llm.data.prepare import prepare
+from aesthetic_llm.data.splits import hard_pairs
 from aesthetic_llm.errors import UserError
 from aesthetic_llm.io_utils import read_csv
 from aesthetic_llm.params import Params

@@ -14,7 +14,8 @@ from pathlib import Path
 import pytest
 
 from aesthetic_llm.data.download import download, safe_extract
-from aesthetic_llm.data.prepare import manifest_path, prepare
+from aesthetic_llm.data.manifest import manifest_path
+from aesthetic_llm.data.prepare import prepare
 from aesthetic_llm.errors import UserError
 from aesthetic_llm.io_utils import read_csv
 

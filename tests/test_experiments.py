@@ -5,7 +5,6 @@ stage's format from the params (seconds), not the whole pipeline (minutes per va
 
 from __future__ import annotations
 
-import importlib.util
 import json
 import os
 import subprocess
@@ -51,10 +50,9 @@ def _run(cmd: list[str], cwd: Path) -> subprocess.CompletedProcess:
 
 
 def _script():
-    spec = importlib.util.spec_from_file_location("compare_experiments", ROOT / "scripts/compare_experiments.py")
-    mod = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(mod)
-    return mod
+    from aesthetic_llm.experiments import compare
+
+    return compare
 
 
 @pytest.fixture(scope="module")

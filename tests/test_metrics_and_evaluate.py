@@ -5,7 +5,7 @@ import numpy as np
 import pytest
 from scipy import stats
 
-from aesthetic_llm.data.demo import hard_pairs
+from aesthetic_llm.data.splits import hard_pairs
 from aesthetic_llm.errors import UserError
 from aesthetic_llm.evaluation.evaluate import evaluate
 from aesthetic_llm.evaluation.metrics import krcc, pairwise_accuracy, plcc, srcc, summarise
@@ -237,7 +237,7 @@ def test_plcc_logistic_cannot_reward_a_backwards_ranking():
 
 
 def test_results_and_comparison_tables_show_seed_spread_and_verdicts():
-    from aesthetic_llm.evaluation.report import comparisons_table, results_table, targets
+    from aesthetic_llm.evaluation.tables import comparisons_table, results_table, targets
 
     def e(v, ci, seeds):
         return {"trained": True, "srcc": v, "srcc_ci": ci, "srcc_seeds": seeds, "srcc_spread": [min(seeds), max(seeds)]}
@@ -286,7 +286,7 @@ def test_results_and_comparison_tables_show_seed_spread_and_verdicts():
 def test_preference_pairs_section_lists_each_seed_and_the_sources_kept_out_of_sft(tmp_path):
     import json
 
-    from aesthetic_llm.evaluation.report import preference_pairs_section
+    from aesthetic_llm.evaluation.tables import preference_pairs_section
 
     stats = {"strategy": "on_policy", "pairs": 3, "images": 4, "images_with_pairs": 3, "level_gaps": {"1": 3}}
     a, b = tmp_path / "a.json", tmp_path / "b.json"

@@ -13,8 +13,11 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from aesthetic_llm.data.ava import DEFAULT_SIZES, allocate, check_image, parse_ava, scale_sizes, stratum
-from aesthetic_llm.data.prepare import SPLITS, manifest_path, prepare
+from aesthetic_llm.data.ava import DEFAULT_SIZES
+from aesthetic_llm.data.ava_labels import check_image, parse_ava
+from aesthetic_llm.data.manifest import SPLITS, manifest_path
+from aesthetic_llm.data.prepare import prepare
+from aesthetic_llm.data.subset import allocate, scale_sizes, stratum
 from aesthetic_llm.errors import UserError
 from aesthetic_llm.io_utils import read_csv
 from aesthetic_llm.params import Params

@@ -12,7 +12,8 @@ from PIL import Image, ImageFilter
 
 from aesthetic_llm.critic import measure, rule_of_thumb_level
 from aesthetic_llm.data.demo import degrade
-from aesthetic_llm.model.pretrain import RECORD_NAME, build_corpus, damage_stats, pretrain, region_stats, verify_record
+from aesthetic_llm.model.corpus import build_corpus, damage_stats, region_stats
+from aesthetic_llm.model.pretrain import RECORD_NAME, pretrain, verify_record
 
 from .conftest import ROOT
 

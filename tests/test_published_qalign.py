@@ -28,7 +28,7 @@ from aesthetic_llm.scoring.published_qalign import PUBLISHED_AVA, run
 
 from .conftest import ROOT
 
-WORKER = ROOT / "scripts/qalign_published_worker.py"
+WORKER = ROOT / "src/aesthetic_llm/scoring/qalign_worker.py"
 
 
 @pytest.fixture(scope="module")
@@ -139,7 +139,7 @@ def test_stage_without_the_env_says_how_to_build_it(prepared, tmp_path):
 
 def test_published_figures_are_labelled_with_their_source():
     assert all(r["source"] and r["srcc"] for r in PUBLISHED_AVA)
-    from aesthetic_llm.evaluation.report import published_table
+    from aesthetic_llm.evaluation.tables import published_table
 
     text = "\n".join(published_table())
     assert "quoted, not computed here" in text and "0.822" in text and "arXiv:2312.17090" in text

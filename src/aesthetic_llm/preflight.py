@@ -78,7 +78,7 @@ def check(params: Params) -> list[str]:
         for split in ("train", "val", "test", "unseen"):
             p.int(f"data.subset_sizes.{split}", lo=0)
     if p.str("annotate.backend") == "api":
-        from aesthetic_llm.annotate.api import ApiConfig
+        from aesthetic_llm.annotate.api_config import ApiConfig
 
         env = ApiConfig.from_params(p).api_key_env()
         if not os.environ.get(env):

@@ -14,256 +14,35 @@ has and only val/train are scaled from the other images), said on stderr and rec
 
 from __future__ import annotations
 
-import re
 import sys
 import time
 from collections import Counter
-from collections.abc import Iterator, Sequence
-from concurrent.futures import ProcessPoolExecutor
-from dataclasses import dataclass
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import numpy as np
-from PIL import Image
 
+from aesthetic_llm.data.ava_labels import (
+    AADB_LABEL_DIR,
+    AADB_LISTS,
+    AADB_MAPPING,
+    AVA_LABELS,
+    ImageChecker,
+    Item,
+    parse_aadb,
+    parse_ava,
+    problem,
+)
 from aesthetic_llm.data.download import fetch_root, find_marker
+from aesthetic_llm.data.splits import finish_splits
+from aesthetic_llm.data.subset import AVA_SPLITS, fit_sizes, pick_valid, select_ava
 from aesthetic_llm.errors import UserError
 from aesthetic_llm.params import Params
-from aesthetic_llm.data.prepare import finish_splits
 
-AVA_LABELS = "AVA.txt"
-AADB_LABEL_DIR = "imgListFiles_label"
-AADB_LISTS = ("Train", "Validation", "Test", "TestNew")
-AADB_IMAGE_DIRS = ("datasetImages_originalSize", "datasetImages_warp256", "AADB_newtest")
-AADB_MAPPING = "mos = 1 + 9 * score"
 PAPER_FIELDS = ["image_id", "path", "mos", "split", "votes", "vote_std", "source", "line"]
 DEFAULT_SIZES = {"train": 1500, "val": 300, "test": 1000, "unseen": 1000}
 MAX_LISTED = 1000  # problems listed one by one in stats.json; all are counted
-_ID = re.compile(r"[A-Za-z0-9_.-]+")
-
-
-@dataclass(frozen=True)
-class Item:
-    image_id: str
-    path: str
-    mos: float
-    source: str
-    line: int
-    votes: int | None = None
-    vote_std: float | None = None
-
-    def row(self, split: str) -> dict[str, Any]:
-        return {
-            "image_id": self.image_id,
-            "path": self.path,
-            "mos": self.mos,
-            "split": split,
-            "votes": "" if self.votes is None else self.votes,
-            "vote_std": "" if self.vote_std is None else round(self.vote_std, 6),
-            "source": self.source,
-            "line": self.line,
-        }
-
-
-def problem(source: str, file: str | Path, line: int, kind: str, reason: str, image_id: str = "") -> dict[str, Any]:
-    return {"source": source, "file": str(file), "line": line, "image_id": image_id, "kind": kind, "reason": reason}
-
-
-# -- parsing (streaming) ---------------------------------------------------------------------------
-def parse_ava(labels: Path, images_dir: Path) -> Iterator[Item | dict[str, Any]]:
-    """Yield an Item per good line of AVA.txt, or a problem dict (malformed/duplicate) with its line number."""
-    if not labels.is_file():
-        raise UserError(f"{labels}: AVA label file not found")
-    seen: set[str] = set()
-    with labels.open(encoding="utf-8", errors="replace") as fh:
-        for lineno, raw in enumerate(fh, 1):
-            fields = raw.split()
-            if not fields:
-                continue
-            image_id = fields[1] if len(fields) > 1 else ""
-            if len(fields) != 15:
-                yield problem("ava", labels, lineno, "malformed", f"expected 15 fields, got {len(fields)}", image_id)
-                continue
-            if not _ID.fullmatch(image_id):
-                yield problem("ava", labels, lineno, "malformed", f"bad image id {image_id!r}", image_id)
-                continue
-            try:
-                counts = [int(c) for c in fields[2:12]]
-            except ValueError:
-                yield problem("ava", labels, lineno, "malformed", "vote counts are not integers", image_id)
-                continue
-            total = sum(counts)
-            if min(counts) < 0 or total == 0:
-                yield problem("ava", labels, lineno, "malformed", "vote counts negative or all zero", image_id)
-                continue
-            if image_id in seen:
-                yield problem("ava", labels, lineno, "duplicate", "image id listed earlier", image_id)
-                continue
-            seen.add(image_id)
-            mos = sum(i * c for i, c in enumerate(counts, 1)) / total
-            var = sum(c * (i - mos) ** 2 for i, c in enumerate(counts, 1)) / total
-            path = (images_dir / f"{image_id}.jpg").as_posix()
-            yield Item(image_id, path, mos, "ava", lineno, votes=total, vote_std=var**0.5)
-
-
-def parse_aadb(root: Path, which: str) -> Iterator[Item | dict[str, Any]]:
-    """Yield Items (mos = 1 + 9·score) or problems from imgList<which>Regression_score.txt."""
-    labels = root / AADB_LABEL_DIR / f"imgList{which}Regression_score.txt"
-    if not labels.is_file():
-        raise UserError(f"{labels}: AADB label file not found")
-    seen: set[str] = set()
-    with labels.open(encoding="utf-8", errors="replace") as fh:
-        for lineno, raw in enumerate(fh, 1):
-            fields = raw.split()
-            if not fields:
-                continue
-            name = fields[0]
-            try:
-                if len(fields) != 2:
-                    raise ValueError(f"expected 2 fields, got {len(fields)}")
-                score = float(fields[1])
-                if not 0.0 <= score <= 1.0:
-                    raise ValueError(f"score {score} outside [0, 1]")
-                if "/" in name or "\\" in name or name.startswith("."):
-                    raise ValueError(f"bad image name {name!r}")
-            except ValueError as exc:
-                yield problem("aadb", labels, lineno, "malformed", str(exc), name)
-                continue
-            image_id = f"aadb_{Path(name).stem}"  # prefixed: never collides with an AVA id
-            if image_id in seen:
-                yield problem("aadb", labels, lineno, "duplicate", "image listed earlier", image_id)
-                continue
-            seen.add(image_id)
-            found = next((root / d / name for d in AADB_IMAGE_DIRS if (root / d / name).exists()), None)
-            path = (found or root / AADB_IMAGE_DIRS[0] / name).as_posix()  # a missing image fails validation
-            yield Item(image_id, path, 1.0 + 9.0 * score, "aadb", lineno)
-
-
-# -- image validation (parallel) -------------------------------------------------------------------
-def check_image(path: str) -> str | None:
-    """None if the image decodes fully; else the reason. verify() alone misses truncated JPEG data."""
-    try:
-        with Image.open(path) as im:
-            im.verify()
-        with Image.open(path) as im:
-            im.draft("RGB", (1, 1))  # JPEG: decode at 1/8 scale; still reads every byte of the scan
-            im.load()
-    except FileNotFoundError:
-        return "missing: file not found"
-    except (OSError, SyntaxError, ValueError, Image.DecompressionBombError) as exc:
-        return f"corrupt: {exc}"
-    return None
-
-
-class ImageChecker:
-    """Checks image batches in `workers` processes (one pool for the whole run) and times it. Each path is
-    decoded once per run: a second selection pass (scaled subsets) reuses the verdicts."""
-
-    def __init__(self, workers: int = 2) -> None:
-        self.workers = max(1, workers)
-        self.pool = ProcessPoolExecutor(self.workers) if self.workers > 1 else None
-        self.count = 0
-        self.seconds = 0.0
-        self.results: dict[str, str | None] = {}
-
-    def __enter__(self) -> ImageChecker:
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        if self.pool is not None:
-            self.pool.shutdown(cancel_futures=True)
-
-    def check(self, paths: Sequence[str]) -> list[str | None]:
-        todo = [p for p in dict.fromkeys(paths) if p not in self.results]
-        if todo:
-            t0 = time.perf_counter()
-            if self.pool is None:
-                out = [check_image(p) for p in todo]
-            else:
-                chunk = max(1, min(64, len(todo) // (self.workers * 4)))
-                out = list(self.pool.map(check_image, todo, chunksize=chunk))
-            self.results.update(zip(todo, out, strict=True))
-            self.seconds += time.perf_counter() - t0
-            self.count += len(todo)
-        return [self.results[p] for p in paths]
-
-
-# -- seeded, MOS-stratified subsets ----------------------------------------------------------------
-def allocate(n: int, sizes: Sequence[int]) -> list[int]:
-    """Split n over strata in proportion to their sizes (largest remainder; ties to the lower stratum)."""
-    total = sum(sizes)
-    if n >= total:
-        return list(sizes)
-    raw = [n * s / total for s in sizes]
-    quota = [int(r) for r in raw]
-    for i in sorted(range(len(sizes)), key=lambda i: (-(raw[i] - quota[i]), i))[: n - sum(quota)]:
-        quota[i] += 1
-    return quota
-
-
-def scale_sizes(requested: dict[str, int], available: int) -> dict[str, int]:
-    """The requested subset sizes scaled down to `available` images: in proportion (largest remainder, ties to
-    the earlier split), each split asked for at least one image keeps one, the total is `available`. Unchanged
-    when they fit. ValueError when there are fewer images than splits asked for."""
-    if sum(requested.values()) <= available:
-        return dict(requested)
-    names = [s for s, n in requested.items() if n > 0]
-    if available < len(names):
-        raise ValueError(f"{available} image(s) for {len(names)} split(s)")
-    quota = dict(zip(names, allocate(available, [requested[s] for s in names]), strict=True))
-    for s in names:
-        if quota[s] == 0:  # the largest split gives one (it has >= 2: available >= len(names))
-            donor = max(names, key=lambda t: (quota[t], -names.index(t)))
-            quota[donor] -= 1
-            quota[s] = 1
-    return {s: quota.get(s, 0) for s in requested}
-
-
-def stratum(mos: float, strata: int) -> int:
-    return min(strata - 1, max(0, int((mos - 1.0) / 9.0 * strata)))
-
-
-def pick_valid(
-    items: Sequence[Item],
-    n: int,
-    rng: np.random.Generator,
-    strata: int,
-    checker: ImageChecker,
-    skipped: list[dict[str, Any]],
-) -> list[Item]:
-    """A MOS-stratified random subset of n images that decode; bad ones go to `skipped` and are replaced."""
-    groups: dict[int, list[Item]] = {}
-    for it in sorted(items, key=lambda it: (it.source, it.image_id)):  # input order never matters
-        groups.setdefault(stratum(it.mos, strata), []).append(it)
-    keys = sorted(groups)
-    for k in keys:
-        groups[k] = [groups[k][i] for i in rng.permutation(len(groups[k]))]
-    quota = dict(zip(keys, allocate(n, [len(groups[k]) for k in keys]), strict=True))
-    picked: dict[int, list[Item]] = {k: [] for k in keys}
-    next_idx = dict.fromkeys(keys, 0)
-    while True:
-        batch = []
-        for k in keys:
-            need = quota[k] - len(picked[k])
-            batch += [(k, it) for it in groups[k][next_idx[k] : next_idx[k] + need]]
-            next_idx[k] += need
-        if not batch:
-            # A stratum ran out of good images: top up from the strata that still have candidates.
-            short = n - sum(len(v) for v in picked.values())
-            left = [len(groups[k]) - next_idx[k] for k in keys]
-            if short <= 0 or not any(left):
-                break
-            for k, extra in zip(keys, allocate(short, left), strict=True):
-                quota[k] += extra
-            continue
-        for (k, it), reason in zip(batch, checker.check([it.path for _, it in batch]), strict=True):
-            if reason is None:
-                picked[k].append(it)
-            else:
-                kind, _, detail = reason.partition(": ")
-                skipped.append(problem(it.source, it.path, it.line, kind, detail, it.image_id))
-    return sorted((it for k in keys for it in picked[k]), key=lambda it: it.image_id)
 
 
 # -- roots (on disk, or fetched) -------------------------------------------------------------------
@@ -311,81 +90,6 @@ def collect(parser: Iterator[Item | dict[str, Any]], problems: list[dict[str, An
         else:
             problems.append(rec)
     return items
-
-
-AVA_SPLITS = ("test", "val", "train")  # the order they are drawn in
-
-
-def select_ava(
-    ava: Sequence[Item],
-    sizes: dict[str, int],
-    test_ids: set[str] | None,
-    seed: int,
-    strata: int,
-    checker: ImageChecker,
-    skipped: list[dict[str, Any]],
-) -> dict[str, list[Item]]:
-    """Test first, then val, then train, each from what is left: one generator per split, so resizing train
-    never changes test. Official test-list images never reach train/val."""
-    taken: set[str] = set()
-    chosen: dict[str, list[Item]] = {}
-    for split_idx, split in enumerate(AVA_SPLITS):
-        excluded = taken | {p["image_id"] for p in skipped}
-        pool = [
-            it
-            for it in ava
-            if it.image_id not in excluded and (test_ids is None or (it.image_id in test_ids) == (split == "test"))
-        ]
-        rng = np.random.default_rng([seed, split_idx])
-        chosen[split] = pick_valid(pool, sizes[split], rng, strata, checker, skipped)
-        taken |= {it.image_id for it in chosen[split]}
-    return chosen
-
-
-def _fmt(sizes: dict[str, int]) -> str:
-    return " ".join(f"{s}={n}" for s, n in sizes.items())
-
-
-def fit_sizes(
-    requested: dict[str, int],
-    chosen: dict[str, list[Item]],
-    test_list: Path | None,
-    labels: Path,
-    parsed: int,
-) -> tuple[dict[str, int], dict[str, Any] | None]:
-    """Sizes for a second pass when a first pass ran short, and the stats record of it (None: nothing to change).
-
-    A split comes out short only when its pool is exhausted, so every valid image of that pool is then known:
-    the splits drawing from it are scaled to exactly that many. With the official test list, test is its own
-    pool (it keeps what the list has) and val/train share the rest."""
-    groups = [("test",), ("val", "train")] if test_list is not None else [AVA_SPLITS]
-    used, available, parts = dict(requested), {}, []
-    for group in groups:
-        req = {s: requested[s] for s in group}
-        if all(len(chosen[s]) >= req[s] for s in group):
-            continue
-        have = sum(len(chosen[s]) for s in group)
-        where = "+".join(group) + (" (official test list)" if test_list is not None and group == ("test",) else "")
-        available[where] = have
-        try:
-            fitted = scale_sizes(req, have)
-        except ValueError:
-            if test_list is not None and group == ("test",):
-                raise UserError(
-                    f"{test_list}: no valid AVA image of {labels} is on the official test list "
-                    f"(test={req['test']} requested; {parsed} images listed in {labels.name}): the test split would be empty"
-                ) from None
-            outside = " outside the official test list" if test_list is not None else ""
-            raise UserError(
-                f"{labels}: only {have} valid AVA image(s){outside} for {sum(n > 0 for n in req.values())} splits "
-                f"({_fmt(req)} requested; {parsed} images listed): each split needs at least one"
-            ) from None
-        used.update(fitted)
-        parts.append(f"{have} valid images for {where} ({_fmt(req)} requested), using {_fmt(fitted)}")
-    if used == requested:
-        return used, None
-    reason = "fewer valid images than requested: " + "; ".join(parts)
-    return used, {"requested": dict(requested), "used": used, "available": available, "reason": reason}
 
 
 def prepare_paper(params: Params, out_dir: Path) -> dict[str, Any]:

@@ -13,13 +13,19 @@ photos and degradation types never seen in training (the role AADB plays in the 
 from __future__ import annotations
 
 import io
+import json
+import shutil
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 from PIL import Image, ImageEnhance, ImageFilter
 
+from aesthetic_llm.data.manifest import SPLITS
+from aesthetic_llm.data.splits import finish_splits
 from aesthetic_llm.errors import UserError
+from aesthetic_llm.params import Params
 
 
 @dataclass(frozen=True)
@@ -199,16 +205,61 @@ def make_sample(
     return Sample(image_id, source, round(1.0 + 9.0 * quality, 4), strengths, img)
 
 
-def hard_pairs(ids: list[str], mos: list[float], max_delta: float) -> list[tuple[str, str, float]]:
-    """All pairs with 0 < |Δmos| <= max_delta (ordered by id), for pairwise accuracy on close scores."""
-    order = np.argsort(mos, kind="stable")
-    pairs = []
-    for a_pos, a in enumerate(order):
-        for b in order[a_pos + 1 :]:
-            delta = mos[b] - mos[a]
-            if delta > max_delta:
-                break
-            if delta > 0:
-                i, j = sorted((ids[a], ids[b]))
-                pairs.append((i, j, round(abs(delta), 4)))
-    return sorted(pairs)
+def assign_sources(params: Params) -> dict[str, list[str]]:
+    names = sorted({s.name for s in SOURCES})
+    held: dict[str, list[str]] = {}
+    for split in ("val", "test", "unseen"):
+        chosen = params.list(f"data.split_sources.{split}")
+        unknown = [n for n in chosen if n not in names]
+        if unknown:
+            raise UserError(
+                f"{params.source}: data.split_sources.{split}: unknown source(s) {unknown} (known: {names})"
+            )
+        held[split] = list(chosen)
+    flat = [n for v in held.values() for n in v]
+    dupes = sorted({n for n in flat if flat.count(n) > 1})
+    if dupes:
+        raise UserError(f"{params.source}: data.split_sources: {dupes} listed in more than one split")
+    held["train"] = [n for n in names if n not in flat]
+    if not held["train"]:
+        raise UserError(f"{params.source}: data.split_sources: no source photo left for train")
+    return held
+
+
+def prepare_demo(params: Params, out_dir: Path) -> dict[str, Any]:
+    size = params.int("data.image_size", lo=28)
+    seed = params.int("seed")
+    unseen_kinds = tuple(params.list("data.unseen_degradations"))
+    max_types = params.int("data.max_degradations", lo=1)
+    reference = params.bool("data.reference_crops")
+    sources = load_sources()
+    assignment = assign_sources(params)
+    if out_dir.exists():
+        shutil.rmtree(out_dir)  # a DVC out: always rebuilt whole, never half-updated
+    rows_by_split: dict[str, list[dict[str, Any]]] = {}
+    for split_idx, split in enumerate(SPLITS):
+        per_source = params.int(f"data.crops_per_source.{split}", lo=1)
+        kinds = SEEN_DEGRADATIONS + unseen_kinds if split == "unseen" else SEEN_DEGRADATIONS
+        rows = []
+        for src_idx, name in enumerate(assignment[split]):
+            # One generator per (split, source): adding a source does not reshuffle the others.
+            rng = np.random.default_rng([seed, split_idx, src_idx])
+            views = sources[name]
+            for k in range(per_source):
+                image_id = f"{split}-{name}-{k:04d}"
+                sample = make_sample(image_id, name, views[k % len(views)], kinds, size, rng, max_types, reference)
+                rel = Path(out_dir) / "images" / split / f"{image_id}.png"
+                rel.parent.mkdir(parents=True, exist_ok=True)
+                sample.image.save(rel, format="PNG")
+                rows.append(
+                    {
+                        "image_id": image_id,
+                        "path": rel.as_posix(),
+                        "mos": sample.mos,
+                        "split": split,
+                        "source": name,
+                        "degradations": json.dumps({k: round(v, 4) for k, v in sample.degradations.items()}),
+                    }
+                )
+        rows_by_split[split] = rows
+    return finish_splits(params, out_dir, rows_by_split, assignment)

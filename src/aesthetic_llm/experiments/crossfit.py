@@ -10,13 +10,27 @@ The price is k extra SFT runs; `scripts/crossfit_dpo.py` runs it beside the pipe
 from __future__ import annotations
 
 import random
+from collections import Counter
 from pathlib import Path
 from typing import Any
 
 from aesthetic_llm.errors import UserError
+from aesthetic_llm.experiments.side_runs import score_and_evaluate
 from aesthetic_llm.io_utils import read_json, read_jsonl, sha256_file, write_json, write_jsonl
 from aesthetic_llm.params import Params, deep_merge
-from aesthetic_llm.train.datasets import SFT_DATASET, SFT_VAL_DATASET, sft_records, source_group, write_sft_dataset
+from aesthetic_llm.paths import seed_dir
+from aesthetic_llm.train.datasets import (
+    SFT_DATASET,
+    SFT_VAL_DATASET,
+    load_annotations,
+    pair_stats,
+    sft_records,
+    source_group,
+    write_dpo_dataset,
+    write_sft_dataset,
+)
+from aesthetic_llm.train.pairs import SAMPLED_PAIRS
+from aesthetic_llm.train.stage import train_stage
 
 Samples = dict[str, list[tuple[str, int | None]]]
 
@@ -113,3 +127,38 @@ def crossfit_samples(
         )
         samples.update(got)
     return samples
+
+
+def run_crossfit(
+    p: Params, k: int, fold_seed_arg: int | None, pair_strategy: str, seed: int, out_dir: Path, work: Path
+) -> dict[str, Any]:
+    """k fold SFT models answer the photos they never saw; DPO on those pairs from the pipeline's SFT model;
+    scored and evaluated against the pipeline's models. Returns the evaluate stage's metrics."""
+    ann = Path(p.str("annotate.out_dir"))
+    train = load_annotations(ann / "train.jsonl")
+    val = load_annotations(ann / "val.jsonl") if (ann / "val.jsonl").exists() else []
+    fold_seed = p.int("seed") if fold_seed_arg is None else fold_seed_arg
+    folds = source_folds(train, k, fold_seed)
+    n = p.int("levels.num_levels", lo=2)
+    samples = crossfit_samples(p, train, val, folds, work, p.int("dpo.on_policy_samples", lo=2), seed)
+
+    dropped: Counter = Counter()
+    pairs = SAMPLED_PAIRS[pair_strategy](train, samples, n, dropped)
+    stats = pair_stats(f"{pair_strategy} (cross-fitted)", train, pairs, dropped)
+    stats.update(crossfit_folds=folds, fold_seed=fold_seed)
+    write_json(out_dir / "pair_stats.json", stats)
+    if not pairs:
+        raise UserError(f"crossfit: no preference pairs could be built (dropped: {stats['dropped']})")
+    write_dpo_dataset(work / "dpo_data", pairs)
+    train_stage(
+        p,
+        "dpo",
+        seed_dir(p.str("sft.output_dir"), seed),
+        seed=seed,
+        out_dir=seed_dir(p.str("dpo.output_dir"), seed),
+        reports_dir=out_dir / "train",
+        dataset={"dataset_dir": str(work / "dpo_data")},
+    )
+
+    metrics = score_and_evaluate(p, out_dir, seeds=[seed])
+    return metrics

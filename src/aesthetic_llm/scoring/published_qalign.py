@@ -2,7 +2,7 @@
 
 Their hub modelling code (mPLUG-Owl2, LLaMA-2-7B) pins transformers 4.36, which cannot share the main
 environment (transformers 5), so `make setup-qalign` builds .venv-qalign and this stage runs
-`scripts/qalign_published_worker.py` there, one process per checkpoint. On the demo profile the
+`src/aesthetic_llm/scoring/qalign_worker.py` there, one process per checkpoint. On the demo profile the
 stage is skipped with a message (7B checkpoints from the hub are not demo material) and writes an
 empty predictions file, so the DAG is the same on both profiles.
 
@@ -23,7 +23,7 @@ from aesthetic_llm.io_utils import read_csv, write_csv, write_json
 from aesthetic_llm.params import Params
 
 FIELDS = ["image_id", "model", "split", "pred", "mos"]
-WORKER = Path(__file__).resolve().parents[3] / "scripts" / "qalign_published_worker.py"
+WORKER = Path(__file__).resolve().parent / "qalign_worker.py"  # run by path in .venv-qalign, never imported
 
 # Quoted from the publications (not computed by this repo); the report labels them so.
 PUBLISHED_AVA: list[dict[str, Any]] = [

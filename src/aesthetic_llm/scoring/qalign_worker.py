@@ -7,7 +7,7 @@ builds .venv-qalign from requirements-qalign.lock and `scripts/score_published_q
 stage, main environment) runs this file there. It imports only the standard library, torch,
 transformers and Pillow — never the aesthetic_llm package.
 
-    .venv-qalign/bin/python scripts/qalign_published_worker.py --model q-future/one-align \
+    .venv-qalign/bin/python src/aesthetic_llm/scoring/qalign_worker.py --model q-future/one-align \
         --name onealign_published --manifest test=data/prepared/test/manifest.csv --out P.csv
 
 Scores are Q-Align's own: the checkpoint's `score()` (softmax over its five level words, weighted
