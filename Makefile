@@ -25,7 +25,7 @@ QALIGN_VENV ?= .venv-qalign
 QALIGN_LOCK := requirements-qalign.lock
 QALIGN_STAMP := $(QALIGN_VENV)/.installed-$(shell sha256sum $(QALIGN_LOCK) 2>/dev/null | cut -c1-16)
 
-.PHONY: help setup setup-qalign reproduce rehearse base-model test test-fast lint report dag docker-build docker-run clean
+.PHONY: help setup setup-qalign reproduce rehearse base-model app test test-fast lint report dag docker-build docker-run clean
 
 help: ## Show this help
 	@echo "usage: make <target> [PROFILE=demo|paper]"
@@ -71,6 +71,11 @@ base-model: setup ## Re-pre-train the demo base (frozen `base` stage, ~33 min on
 	$(BIN)/python scripts/pretrain_base.py --init models/init
 	$(BIN)/dvc commit --force base
 	@echo "commit pretrained/tiny-qwen2vl-base and dvc.lock; the demo's later stages now rerun on it"
+
+MODEL ?= models/dpo/seed42
+PORT ?= 7860
+app: setup ## Serve a web page to try MODEL (default models/dpo/seed42, any checkpoint or hub id) on 127.0.0.1:PORT
+	$(BIN)/python scripts/app.py --model $(MODEL) --port $(PORT)
 
 test: setup ## Run the test suite (what CI runs)
 	@$(BIN)/python -m pytest -q; rc=$$?; \

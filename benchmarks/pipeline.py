@@ -4,7 +4,7 @@
 
     python benchmarks/pipeline.py [--scale demo|small] [--compare reports/metrics.json] [--out benchmarks/results/pipeline.json]
 
-`demo` runs params.yaml as committed (what `make reproduce` runs); `small` the end-to-end test's sizes. The
+`demo` runs params.yaml as committed (what `make reproduce` runs); `small` the sizes of configs/small.yaml (the tests' sizes). The
 result has per-stage seconds, per training seed the sum of its stages, the shared stages' sum and the total.
 With --compare, the clone's metrics.json is compared with another run's: identical bytes, else the largest
 difference of any number in it (a rerun of the same commit on the same machine should be identical).
@@ -25,8 +25,9 @@ from pathlib import Path
 
 import yaml
 
+from aesthetic_llm.params import SMALL_OVERLAY, shrunk
+
 ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT))
 
 # Runs a command and reports the peak RSS of its process tree (the largest single process), in KiB.
 _MEASURE = (
@@ -35,17 +36,6 @@ _MEASURE = (
     "print('PEAK_RSS_KB', resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss, file=sys.stderr)\n"
     "sys.exit(rc)\n"
 )
-
-
-def shrink(params: dict) -> dict:
-    from tests.conftest import TINY_BUILD
-
-    params["model"]["build"] = dict(TINY_BUILD)
-    params["data"].update(image_size=56, crops_per_source={"train": 3, "val": 2, "test": 6, "unseen": 2})
-    for stage in ("sft", "dpo"):
-        params[stage].update(num_train_epochs=1, per_device_train_batch_size=4)
-    params["score"].update(max_new_tokens=12)
-    return params
 
 
 _ORDER = (
@@ -94,7 +84,7 @@ def main() -> None:
         head = subprocess.run(["git", "rev-parse", "HEAD"], cwd=ws, capture_output=True, text=True).stdout.strip()
         env["PYTHONPATH"] = str(ws / "src")  # the clone's code, whatever .venv's editable install points at
         if args.scale == "small":
-            params = shrink(yaml.safe_load((ws / "params.yaml").read_text()))
+            params = shrunk(yaml.safe_load((ws / "params.yaml").read_text()), ws / SMALL_OVERLAY)
             (ws / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
         t_all = time.perf_counter()
         for name in stage_order(ws, env):

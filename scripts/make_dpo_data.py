@@ -21,12 +21,14 @@ from aesthetic_llm.train.datasets import (
     write_dpo_dataset,
 )
 from aesthetic_llm.train.pairs import build_pairs
+from aesthetic_llm.train.settings import PairSettings
 
 
 @cli_entry
 def main() -> None:
     p, args = stage_args(__doc__, seeded=True)
-    strategy = p.str("dpo.pair_strategy", choices=PAIR_STRATEGIES)
+    settings = PairSettings.from_params(p, PAIR_STRATEGIES)
+    strategy = settings.strategy
     out = seed_dir(p.str("dpo.data_dir"), args.seed)
     out.mkdir(parents=True, exist_ok=True)
     for stale in ("on_policy_samples.jsonl",):
@@ -34,7 +36,8 @@ def main() -> None:
     train = load_annotations(Path(p.str("annotate.out_dir")) / "train.jsonl")
     # dpo.sft_holdout > 0: pairs only from the source photos SFT never saw (the same seeded choice as sft_data).
     _, annotations, held = split_for_dpo_from_params(p, train)
-    pairs, dropped = build_pairs(p, strategy, annotations, out, args.seed)
+    sft_model = seed_dir(p.str("sft.output_dir"), args.seed)
+    pairs, dropped = build_pairs(settings, annotations, sft_model, out, args.seed)
     stats = pair_stats(strategy, annotations, pairs, dropped)
     stats["sft_holdout_sources"] = held
     write_json(out / "pair_stats.json", stats)

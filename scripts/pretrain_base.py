@@ -21,7 +21,7 @@ def main() -> None:
     ap.add_argument("--init", default="models/init", help="the random-init checkpoint (the `model` stage)")
     ap.add_argument("--out", help="output checkpoint directory (default base.out_dir)")
     ap.add_argument(
-        "--device", default="cpu", help="cpu (the committed base) or cuda (not bit-identical; README notebook row 24)"
+        "--device", default="cpu", help="cpu (the committed base) or cuda (not bit-identical; docs/demo-base-model.md)"
     )
     args = ap.parse_args()
     p = Params.load(args.params)

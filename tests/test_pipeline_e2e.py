@@ -21,7 +21,9 @@ import pytest
 import yaml
 from scipy import stats
 
-from .conftest import ROOT, TINY_BUILD
+from aesthetic_llm.params import READS_LOG, SMALL_OVERLAY, shrunk
+
+from .conftest import ROOT, param_read_problems
 
 pytestmark = pytest.mark.slow
 SEEDS = (1, 2)
@@ -29,6 +31,7 @@ SEEDED = ("qalign_style", "sft", "dpo_data", "dpo", "score")
 ALL_STAGES = {"model", "data", "annotate", "sft_data", "score_base", "published_qalign", "evaluate", "report"} | {
     f"{stage}@{seed}" for stage in SEEDED for seed in SEEDS
 }
+READS_FILE = "params_reads.jsonl"
 MODELS = {"zero_shot", "zero_shot_qalign5", "qalign_style", "sft", "dpo"}
 
 
@@ -40,7 +43,8 @@ def _env() -> dict[str, str]:
 
 
 def _run(cmd: list[str], cwd: Path, check: bool = True) -> subprocess.CompletedProcess:
-    proc = subprocess.run(cmd, cwd=cwd, env=_env(), capture_output=True, text=True, timeout=900)
+    env = dict(_env(), **{READS_LOG: str(cwd / READS_FILE)})  # each stage logs the param keys it read
+    proc = subprocess.run(cmd, cwd=cwd, env=env, capture_output=True, text=True, timeout=900)
     if check and proc.returncode != 0:
         raise AssertionError(
             f"{' '.join(cmd)} failed ({proc.returncode}):\n{proc.stdout[-4000:]}\n{proc.stderr[-4000:]}"
@@ -59,18 +63,7 @@ def workspace(tmp_path_factory) -> Path:
         shutil.copytree(ROOT / name, ws / name, ignore=shutil.ignore_patterns("__pycache__"))
     for name in ("dvc.yaml", "requirements-qalign.lock"):
         shutil.copy(ROOT / name, ws / name)
-    params = yaml.safe_load((ROOT / "params.yaml").read_text())
-    params["model"]["build"] = dict(TINY_BUILD)
-    params["data"].update(image_size=56, crops_per_source={"train": 3, "val": 2, "test": 6, "unseen": 2})
-    for stage in ("sft", "dpo"):
-        params[stage].update(num_train_epochs=1, per_device_train_batch_size=4)
-    params["sft"]["extra"] = {"logging_steps": 1}
-    params["dpo"]["extra"] = {"logging_steps": 1}
-    # The demo default (on_policy) samples from the SFT model: a 1-epoch SFT of this random tiny model writes no
-    # parseable level to build pairs from; near_level needs none (on_policy is tested in test_pairs).
-    params["dpo"]["pair_strategy"] = "near_level"
-    params["score"].update(max_new_tokens=12, batch_size=8)
-    params["evaluate"]["bootstrap"] = 100
+    params = shrunk(yaml.safe_load((ROOT / "params.yaml").read_text()), ROOT / SMALL_OVERLAY)
     params["seeds"] = list(SEEDS)
     (ws / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
     _run(["git", "init", "-q"], ws)
@@ -106,6 +99,19 @@ def test_every_stage_runs_and_writes_its_outputs(workspace, first_run):
         assert cfg["seed"] == seed and cfg["pref_beta"] == 0.1
         env = json.loads((workspace / f"reports/train/seed{seed}/sft_metrics.json").read_text())["environment"]
         assert env["threads"] == 2 and env["env"]["MKL_CBWR"] and env["cpu_capability"] == "AVX2"
+
+
+def test_every_param_a_stage_reads_is_listed_for_it(workspace, first_run):
+    """A key a stage reads that its dvc.yaml `params` lacks would not rerun the stage when changed; a key read
+    with a default that params.yaml lacks cannot be listed at all (both were once true of a DPO knob)."""
+    stages = yaml.safe_load((workspace / "dvc.yaml").read_text())["stages"]
+    logged = {json.loads(line)["script"] for line in (workspace / READS_FILE).read_text().splitlines()}
+    scripts = {name: s.get("do", s)["cmd"].split()[1] for name, s in stages.items() if not s.get("frozen")}
+    assert logged == set(scripts.values()), "every stage script (but the frozen base) logs its reads"
+    assert param_read_problems(workspace, workspace / READS_FILE) == []
+    # Float kernels and thread counts change trained weights and scores, so those stages rerun on `compute`.
+    for name in ("qalign_style", "sft", "dpo_data", "dpo", "score_base", "score"):
+        assert "compute" in stages[name].get("do", stages[name])["params"], name
 
 
 def _predictions(workspace: Path) -> list[dict[str, str]]:

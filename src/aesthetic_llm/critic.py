@@ -7,54 +7,8 @@ Deterministic, so a rerun writes the same critiques.
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass
-
-import numpy as np
-from PIL import Image
-
+from aesthetic_llm.measure import ImageProperties
 from aesthetic_llm.prompts import RATING_PREFIX
-
-
-@dataclass(frozen=True)
-class ImageProperties:
-    brightness: float  # mean luminance, 0–1
-    contrast: float  # std of luminance, 0–1
-    sharpness: float  # mean |Laplacian| of luminance (0–255 scale)
-    noise: float  # robust noise sigma estimate (0–255 scale)
-    colourfulness: float  # Hasler–Süsstrunk colourfulness (0–255 scale)
-
-    def as_dict(self) -> dict[str, float]:
-        return {k: round(v, 4) for k, v in asdict(self).items()}
-
-
-def measure(image: Image.Image) -> ImageProperties:
-    rgb = np.asarray(image.convert("RGB"), dtype=np.float64)
-    lum = rgb @ np.array([0.299, 0.587, 0.114])
-    lap = -4 * lum[1:-1, 1:-1] + lum[:-2, 1:-1] + lum[2:, 1:-1] + lum[1:-1, :-2] + lum[1:-1, 2:]
-    # Immerkær's fast noise estimate: the Laplacian-difference kernel cancels smooth structure.
-    kernel_resp = (
-        lum[:-2, :-2]
-        - 2 * lum[:-2, 1:-1]
-        + lum[:-2, 2:]
-        - 2 * lum[1:-1, :-2]
-        + 4 * lum[1:-1, 1:-1]
-        - 2 * lum[1:-1, 2:]
-        + lum[2:, :-2]
-        - 2 * lum[2:, 1:-1]
-        + lum[2:, 2:]
-    )
-    noise = float(np.sqrt(np.pi / 2) * np.mean(np.abs(kernel_resp)) / 6)
-    rg = rgb[..., 0] - rgb[..., 1]
-    yb = 0.5 * (rgb[..., 0] + rgb[..., 1]) - rgb[..., 2]
-    colourfulness = float(np.hypot(rg.std(), yb.std()) + 0.3 * np.hypot(rg.mean(), yb.mean()))
-    return ImageProperties(
-        brightness=float(lum.mean() / 255),
-        contrast=float(lum.std() / 255),
-        sharpness=float(np.abs(lap).mean()),
-        noise=noise,
-        colourfulness=colourfulness,
-    )
-
 
 _EXPOSURE = [
     (0.25, "The exposure is dark and much of the detail is lost in the shadows."),

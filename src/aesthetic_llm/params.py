@@ -8,7 +8,9 @@ changing one value reruns only the stages that read it.
 from __future__ import annotations
 
 import argparse
+import atexit
 import copy
+import os
 from pathlib import Path
 from typing import Any
 
@@ -18,6 +20,8 @@ from aesthetic_llm.errors import UserError
 
 PROFILES = ("demo", "paper")
 DEFAULT_PARAMS = "params.yaml"
+SMALL_OVERLAY = "configs/small.yaml"
+READS_LOG = "AESTHETIC_PARAMS_READS"  # set to a file path: each stage appends the param keys it read
 
 
 def deep_merge(base: dict[str, Any], override: dict[str, Any]) -> dict[str, Any]:
@@ -28,6 +32,11 @@ def deep_merge(base: dict[str, Any], override: dict[str, Any]) -> dict[str, Any]
         else:
             out[key] = copy.deepcopy(value)
     return out
+
+
+def shrunk(data: dict[str, Any], overlay: str | Path = SMALL_OVERLAY) -> dict[str, Any]:
+    """params.yaml's mapping at the seconds-scale sizes of `configs/small.yaml` (tests, `bench --small`)."""
+    return deep_merge(data, yaml.safe_load(Path(overlay).read_text(encoding="utf-8")))
 
 
 class Params:
@@ -47,6 +56,7 @@ class Params:
         base = {k: v for k, v in data.items() if k != "profiles"}
         self.data = deep_merge(base, overlays.get(self.profile) or {}) if self.profile != "demo" else base
         self.data["profile"] = self.profile
+        self.reads: dict[str, bool] = {}  # every dotted key a getter asked for -> whether params.yaml has it
 
     @classmethod
     def load(cls, path: str | Path = DEFAULT_PARAMS, profile: str | None = None) -> Params:
@@ -61,17 +71,22 @@ class Params:
             raise UserError(f"{path}{where}: invalid YAML ({getattr(exc, 'problem', exc)})") from None
         if not isinstance(data, dict):
             raise UserError(f"{path}: expected a mapping at the top level")
-        return cls(data, source=str(path), profile=profile)
+        params = cls(data, source=str(path), profile=profile)
+        if os.environ.get(READS_LOG):
+            atexit.register(log_reads, params, Path(os.environ[READS_LOG]))
+        return params
 
     # -- typed access ---------------------------------------------------------------------------
     def get(self, dotted: str, default: Any = ...) -> Any:
         node: Any = self.data
         for part in dotted.split("."):
             if not isinstance(node, dict) or part not in node:
+                self.reads[dotted] = False
                 if default is not ...:
                     return default
                 raise UserError(f"{self.source}: {dotted}: missing (profile {self.profile})")
             node = node[part]
+        self.reads[dotted] = True
         return node
 
     def _bad(self, dotted: str, expected: str, value: Any) -> UserError:
@@ -146,11 +161,27 @@ def stage_args(
     return params, args
 
 
+def log_reads(params: Params, log: Path) -> None:
+    """Append the keys this stage read to `log` (one JSON line per process), so a test can check that
+    dvc.yaml lists every param a stage reads: an unlisted one would not rerun the stage when it changes."""
+    import json
+    import sys
+
+    line = {"script": Path(sys.argv[0]).as_posix(), "read": sorted(k for k, v in params.reads.items() if v)}
+    line["absent"] = sorted(k for k, v in params.reads.items() if not v)
+    with log.open("a", encoding="utf-8") as fh:
+        fh.write(json.dumps(line) + "\n")
+
+
 def pin_numerics(params: Params) -> dict[str, str]:
     """Pin this process's CPU kernels and threads as `compute` says (numerics.py)."""
     from aesthetic_llm.numerics import CPU_NUMERICS, pin
 
-    return pin(params.str("compute.cpu_numerics", choices=CPU_NUMERICS), params.int("compute.threads", lo=1))
+    pinned = pin(params.str("compute.cpu_numerics", choices=CPU_NUMERICS), params.int("compute.threads", lo=1))
+    # Every process is pinned alike; only stages whose outputs depend on float kernels list `compute` in dvc.yaml.
+    params.reads.pop("compute.cpu_numerics")
+    params.reads.pop("compute.threads")
+    return pinned
 
 
 def training_seeds(params: Params) -> list[int]:

@@ -1,10 +1,13 @@
-"""Where per-seed outputs live: one folder per training seed under each stage's root, named alike everywhere."""
+"""Repository paths the code names (the rest come from params.yaml or argv) and the per-seed output layout."""
 
 from __future__ import annotations
 
 from pathlib import Path
 
-TRAIN_REPORTS = Path("reports/train")
+TRAIN_REPORTS = Path("reports/train")  # training logs, configs and summaries, one folder per seed
+INIT_MODEL = Path("models/init")  # the `model` stage's random-init tiny Qwen2-VL (dvc.yaml passes it as --out)
+# The API critic's answers by content key: outside the annotate stage's outs, which DVC deletes before a rerun.
+API_CACHE = Path("data/cache/annotate_api.jsonl")
 
 
 def seed_dir(root: str | Path, seed: int) -> Path:

@@ -5,11 +5,15 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
+from aesthetic_llm.annotate.stage import BACKENDS
+from aesthetic_llm.data.manifest import SPLITS
+from aesthetic_llm.data.prepare import DATASETS
 from aesthetic_llm.errors import UserError
 from aesthetic_llm.levels import SCORE_MODES
 from aesthetic_llm.numerics import CPU_NUMERICS, numerics_env
 from aesthetic_llm.params import Params, training_seeds
 from aesthetic_llm.train.datasets import PAIR_STRATEGIES
+from aesthetic_llm.train.settings import PairSettings, stage_settings
 
 
 def check(params: Params) -> list[str]:
@@ -21,35 +25,24 @@ def check(params: Params) -> list[str]:
     p.int("levels.num_levels", lo=2)
     p.str("model.name_or_path")
     p.str("model.template")
-    p.str("data.dataset", choices=("demo", "ava"))
+    p.str("data.dataset", choices=DATASETS)
     p.int("data.image_size", lo=28)
-    for split in ("train", "val", "test", "unseen"):
+    for split in SPLITS:
         p.int(f"data.crops_per_source.{split}", lo=1)
     band = p.list("data.hard_band")
     if len(band) != 2 or not all(isinstance(x, (int, float)) for x in band) or band[0] > band[1]:
         raise UserError(f"{p.source}: data.hard_band: expected [low, high] numbers, got {band!r}")
     p.num("data.hard_pair_max_delta", lo=0.0)
-    p.str("annotate.backend", choices=("offline", "api"))
-    for stage in ("sft", "dpo"):
-        p.str(f"{stage}.finetuning_type", choices=("full", "lora", "freeze"))
-        if p.get(f"{stage}.learning_rate", None) is not None:  # null = the default for the finetuning type
-            p.num(f"{stage}.learning_rate", lo=0.0)
-        p.num(f"{stage}.num_train_epochs", lo=0.0)
-        p.int(f"{stage}.per_device_train_batch_size", lo=1)
-        p.int(f"{stage}.gradient_accumulation_steps", lo=1)
-        p.bool(f"{stage}.select_checkpoint", False)
-        cfg = Path(p.str(f"{stage}.config"))
-        if not cfg.exists():
-            raise UserError(f"{p.source}: {stage}.config: {cfg} not found")
-    p.num("dpo.beta", lo=0.0)
-    p.str("dpo.loss", choices=("sigmoid", "hinge", "ipo", "kto_pair", "orpo", "simpo"))
-    p.str("dpo.pair_strategy", choices=PAIR_STRATEGIES)
+    p.str("annotate.backend", choices=BACKENDS)
+    for stage in ("sft", "dpo"):  # the training stages' own settings, as their entry points build them
+        settings, _ = stage_settings(p, stage)
+        if not settings.config.exists():
+            raise UserError(f"{p.source}: {stage}.config: {settings.config} not found")
+    PairSettings.from_params(p, PAIR_STRATEGIES)
     if p.num("dpo.sft_holdout", 0.0, lo=0.0) >= 1.0:
         raise UserError(f"{p.source}: dpo.sft_holdout: must be below 1 (SFT needs some train photos)")
     p.str("score.mode", choices=SCORE_MODES)
     p.int("score.samples", lo=1)
-    p.int("dpo.on_policy_max_new_tokens", lo=1)
-    p.int("score.batch_size", lo=1)
     p.int("score.max_new_tokens", lo=1)
     p.int("evaluate.bootstrap", lo=0)
     p.num("evaluate.ci", lo=0.5, hi=0.999)
@@ -75,7 +68,7 @@ def check(params: Params) -> list[str]:
                 f"{p.source}: data.ava_root: {str(root) or '(empty)'} does not exist and data.ava_url is not set — "
                 f"profile {p.profile} needs AVA on disk or a URL to fetch it from (profiles.{p.profile}.data)"
             )
-        for split in ("train", "val", "test", "unseen"):
+        for split in SPLITS:
             p.int(f"data.subset_sizes.{split}", lo=0)
     if p.str("annotate.backend") == "api":
         from aesthetic_llm.annotate.api_config import ApiConfig

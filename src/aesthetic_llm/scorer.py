@@ -3,7 +3,7 @@
 from aesthetic_llm.scorer import Scorer
 scorer = Scorer("models/dpo")
 scorer(["a.jpg", "b.png"])                  # -> [6.12, 4.87] on AVA's 1–10 scale
-scorer.score(["a.jpg"], critique=True)      # -> [ImageScore(path, score, level, critique)]
+scorer.score(["a.jpg"], critique=True)      # -> [ImageScore(path, score, level, critique, probs)]
 """
 
 from __future__ import annotations
@@ -24,6 +24,7 @@ class ImageScore:
     score: float
     level: int | None  # the level written in text (cot mode)
     critique: str | None  # the analysis the model wrote (cot mode, when asked for)
+    probs: list[float] | None = None  # p(level 1) … p(level N) the score is the expectation of
 
 
 def expand_paths(inputs: Iterable[str | Path]) -> list[Path]:
@@ -72,9 +73,15 @@ class Scorer:
         return [s.score for s in self.score(images)]
 
     def score(
-        self, images: Sequence[str | Path | Image.Image], critique: bool = False, progress: bool = False
+        self,
+        images: Sequence[str | Path | Image.Image],
+        critique: bool = False,
+        progress: bool = False,
+        mode: str | None = None,
     ) -> list[ImageScore]:
-        """Score images (paths or PIL images); unreadable paths are skipped and listed in self.skipped."""
+        """Score images (paths or PIL images) in `mode` (default: the scorer's); unreadable paths are skipped
+        and listed in self.skipped."""
+        mode = mode or self.mode
         self.skipped = []
         items: list[tuple[str, Image.Image]] = []
         paths = [p for p in images if not isinstance(p, Image.Image)]
@@ -97,9 +104,9 @@ class Scorer:
         for start in batches:
             chunk = items[start : start + self.batch_size]
             preds = self.level_scorer.predict(
-                [im for _, im in chunk], mode=self.mode, max_new_tokens=self.max_new_tokens, samples=self.samples
+                [im for _, im in chunk], mode=mode, max_new_tokens=self.max_new_tokens, samples=self.samples
             )
             for (name, _), p in zip(chunk, preds, strict=True):
-                text = p.text.removesuffix("Rating Level:").strip() if critique and self.mode != "direct" else None
-                out.append(ImageScore(name, round(p.score, 4), p.text_level, text))
+                text = p.text.removesuffix("Rating Level:").strip() if critique and mode != "direct" else None
+                out.append(ImageScore(name, round(p.score, 4), p.text_level, text, list(p.probs)))
         return out

@@ -29,6 +29,7 @@ from aesthetic_llm.annotate.journal import AppendLog, failures_path, load_cache
 from aesthetic_llm.errors import UserError
 from aesthetic_llm.io_utils import write_jsonl
 from aesthetic_llm.params import Params
+from aesthetic_llm.paths import API_CACHE
 
 
 # -- dry run ---------------------------------------------------------------------------------------
@@ -149,8 +150,7 @@ def format_summary(s: dict[str, Any], model: str) -> str:
 def annotate_params(params: Params, manifests: dict[str, Path], out_dir: Path) -> tuple[dict[str, int], dict]:
     """The DVC stage with backend api: `<out_dir>/<split>.jsonl` per split, answers cached outside the out."""
     cfg = ApiConfig.from_params(params)
-    # DVC deletes a stage's outs before running it, so the content cache must live elsewhere.
-    cfg = replace(cfg, cache=cfg.cache or "data/cache/annotate_api.jsonl")
+    cfg = replace(cfg, cache=cfg.cache or str(API_CACHE))
     max_failed = params.num("annotate.api.max_failed_fraction", 0.0, lo=0, hi=1)
     counts, summaries, spent = {}, {}, 0.0
     for split, manifest in manifests.items():

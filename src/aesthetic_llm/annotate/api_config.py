@@ -8,8 +8,9 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
+from aesthetic_llm.data.manifest import read_manifest
 from aesthetic_llm.errors import UserError
-from aesthetic_llm.io_utils import read_csv, sha256_file
+from aesthetic_llm.io_utils import sha256_file
 from aesthetic_llm.levels import mos_to_level
 from aesthetic_llm.params import Params
 from aesthetic_llm.prompts import CRITIC_INSTRUCTION, PROMPT_VERSION
@@ -140,21 +141,12 @@ def cache_key(cfg: ApiConfig, prompt: str, image_sha256: str) -> str:
 
 
 def load_items(manifest: str | Path, cfg: ApiConfig) -> list[Item]:
-    rows = read_csv(manifest, required=("image_id", "path", "mos"))
-    items, seen = [], set()
-    for lineno, row in enumerate(rows, 2):
-        path = Path(row["path"])
-        if not path.is_file():
-            raise UserError(f"{manifest}:{lineno}: image {path} not found (image_id {row['image_id']})")
-        if row["image_id"] in seen:
-            raise UserError(f"{manifest}:{lineno}: duplicate image_id {row['image_id']}")
-        seen.add(row["image_id"])
-        try:
-            mos = float(row["mos"])
-        except ValueError:
-            raise UserError(f"{manifest}:{lineno}: mos: expected a number, got {row['mos']!r}") from None
-        level = mos_to_level(mos, cfg.num_levels)
+    items = []
+    for row in read_manifest(manifest):
+        if not Path(row.path).is_file():
+            raise UserError(f"{row.where()}: image {row.path} not found (image_id {row.image_id})")
+        level = mos_to_level(row.mos, cfg.num_levels)
         prompt = CRITIC_INSTRUCTION.format(level=level, num_levels=cfg.num_levels)
-        sha = sha256_file(path)
-        items.append(Item(row["image_id"], row["path"], mos, level, prompt, sha, cache_key(cfg, prompt, sha)))
+        sha = sha256_file(row.path)
+        items.append(Item(row.image_id, row.path, row.mos, level, prompt, sha, cache_key(cfg, prompt, sha)))
     return items

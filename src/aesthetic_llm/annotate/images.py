@@ -11,7 +11,7 @@ from pathlib import Path
 
 from PIL import Image
 
-from aesthetic_llm.critic import measure
+from aesthetic_llm.measure import measure
 
 
 def _data_url(im: Image.Image, max_side: int) -> str:

@@ -9,31 +9,28 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from PIL import Image
-
-from aesthetic_llm.critic import measure, write_critique
-from aesthetic_llm.data.manifest import manifest_path
-from aesthetic_llm.errors import UserError
-from aesthetic_llm.io_utils import read_csv, write_json, write_jsonl
+from aesthetic_llm.critic import write_critique
+from aesthetic_llm.data.manifest import ManifestRow, manifest_path, open_images, read_manifest
+from aesthetic_llm.io_utils import write_json, write_jsonl
 from aesthetic_llm.levels import mos_to_level
+from aesthetic_llm.measure import measure
 from aesthetic_llm.params import Params
 from aesthetic_llm.prompts import PROMPT_VERSION
 
+BACKENDS = ("offline", "api")
 
-def annotate_offline(rows: list[dict[str, str]], num_levels: int, source: Path) -> list[dict[str, Any]]:
+
+def annotate_offline(rows: list[ManifestRow], num_levels: int) -> list[dict[str, Any]]:
     out = []
-    for lineno, row in enumerate(rows, 2):
-        path = Path(row["path"])
-        if not path.exists():
-            raise UserError(f"{source}:{lineno}: image {path} not found (image_id {row['image_id']})")
-        with Image.open(path) as im:
-            props = measure(im)
-        level = mos_to_level(float(row["mos"]), num_levels)
+    for row in rows:
+        (image,) = open_images([row])
+        props = measure(image)
+        level = mos_to_level(row.mos, num_levels)
         out.append(
             {
-                "image_id": row["image_id"],
-                "path": row["path"],
-                "mos": float(row["mos"]),
+                "image_id": row.image_id,
+                "path": row.path,
+                "mos": row.mos,
                 "level": level,
                 "critique": write_critique(props, level, num_levels),
                 "properties": props.as_dict(),
@@ -45,7 +42,7 @@ def annotate_offline(rows: list[dict[str, str]], num_levels: int, source: Path) 
 
 
 def annotate(params: Params) -> dict[str, int]:
-    backend = params.str("annotate.backend", choices=("offline", "api"))
+    backend = params.str("annotate.backend", choices=BACKENDS)
     num_levels = params.int("levels.num_levels", lo=2)
     data_dir = Path(params.str("data.out_dir"))
     out_dir = Path(params.str("annotate.out_dir"))
@@ -61,9 +58,7 @@ def annotate(params: Params) -> dict[str, int]:
         return counts
     counts = {}
     for split in params.list("annotate.splits"):
-        src = manifest_path(data_dir, split)
-        rows = read_csv(src, required=("image_id", "path", "mos"))
-        records = annotate_offline(rows, num_levels, src)
+        records = annotate_offline(read_manifest(manifest_path(data_dir, split)), num_levels)
         write_jsonl(out_dir / f"{split}.jsonl", records)
         counts[split] = len(records)
     write_json(out_dir / "summary.json", {"backend": backend, "prompt_version": PROMPT_VERSION, "counts": counts})

@@ -5,8 +5,7 @@ mean and spread set to a common range, so "soft" or "dark" is damage, not conten
 quality q ~ U(0, 1); the damage 1 − q is split across one to `max_types` degradation types, each applied
 with its share as strength. The score is MOS = 1 + 9·q on AVA's 1–10 scale, so the label is a known
 function of the degradations. One type per crop (the default) keeps each score readable from the
-pixels: mixing types caps even a hand-feature regressor at test SRCC 0.68 (0.88 with one type; see
-the README's demo notebook). Splits are by source photo; `unseen` uses held-out
+pixels (mixing types caps what any model can read from them: docs/notebook.md). Splits are by source photo; `unseen` uses held-out
 photos and degradation types never seen in training (the role AADB plays in the study).
 """
 

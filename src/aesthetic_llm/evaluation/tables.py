@@ -7,6 +7,7 @@ from pathlib import Path
 from typing import Any
 
 from aesthetic_llm.io_utils import read_json
+from aesthetic_llm.paths import INIT_MODEL
 
 MODELS = ("zero_shot", "zero_shot_qalign5", "qalign_style", "sft", "dpo")
 SPLITS = ("test", "hard", "unseen", "val")
@@ -176,9 +177,9 @@ def base_note(params: dict[str, Any]) -> str:
             "never saw a score or an evaluation photo: like Qwen2-VL-7B in the study, it sees but is not "
             "calibrated to the rating task."
         )
-    info_path = Path("models/init/build_info.json")
+    info_path = INIT_MODEL / "build_info.json"
     info = read_json(info_path) if info_path.exists() else {}
-    if info.get("init") == "random" and name == "models/init":
+    if info.get("init") == "random" and Path(name) == INIT_MODEL:
         return (
             f"Base model: the demo's tiny Qwen2-VL ({info.get('parameters', 0) / 1e6:.2f} M parameters), randomly "
             "initialised with no visual pre-training, so SRCC near zero on held-out photos is the expected "

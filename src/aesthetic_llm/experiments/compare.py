@@ -13,6 +13,7 @@ from typing import Any
 
 from aesthetic_llm.errors import UserError
 from aesthetic_llm.io_utils import read_json
+from aesthetic_llm.paths import TRAIN_REPORTS, train_reports
 
 PARAM_KEYS = (
     "dpo.pair_strategy",
@@ -91,9 +92,9 @@ def _metrics_at(rev: str, metrics_path: str, fallback: dict[str, Any] | None) ->
 def _train_metrics(rev: str, model: str, seeds: list[int]) -> dict[str, Any] | None:
     """The train stage's summary (losses, selected checkpoint) of the first training seed, from the run's own
     commit (runs from before training seeds kept one flat reports/train/)."""
-    first = f"reports/train/seed{seeds[0]}/{model}_metrics.json" if seeds else None
+    first = (train_reports(seeds[0]) / f"{model}_metrics.json").as_posix() if seeds else None
     return (_metrics_at(rev, first, None) if first else None) or _metrics_at(
-        rev, f"reports/train/{model}_metrics.json", None
+        rev, (TRAIN_REPORTS / f"{model}_metrics.json").as_posix(), None
     )
 
 

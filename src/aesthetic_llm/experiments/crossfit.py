@@ -17,7 +17,7 @@ from typing import Any
 from aesthetic_llm.errors import UserError
 from aesthetic_llm.experiments.side_runs import score_and_evaluate
 from aesthetic_llm.io_utils import read_json, read_jsonl, sha256_file, write_json, write_jsonl
-from aesthetic_llm.params import Params, deep_merge
+from aesthetic_llm.params import Params
 from aesthetic_llm.paths import seed_dir
 from aesthetic_llm.train.datasets import (
     SFT_DATASET,
@@ -30,6 +30,7 @@ from aesthetic_llm.train.datasets import (
     write_sft_dataset,
 )
 from aesthetic_llm.train.pairs import SAMPLED_PAIRS
+from aesthetic_llm.train.settings import OnPolicySettings, TrainSettings, stage_settings
 from aesthetic_llm.train.stage import train_stage
 
 Samples = dict[str, list[tuple[str, int | None]]]
@@ -54,7 +55,7 @@ def crossfit_samples(
     val: list[dict[str, Any]],
     folds: list[list[str]],
     work_dir: Path,
-    samples_per_image: int,
+    op: OnPolicySettings,
     seed: int,
 ) -> Samples:
     """Train fold model j on the other folds (final checkpoint: it only answers) and sample on fold j.
@@ -63,20 +64,17 @@ def crossfit_samples(
     sampling) is reused.
     """
     from aesthetic_llm.train.on_policy import sample_answers
-    from aesthetic_llm.train.stage import train_stage
 
     n = p.int("levels.num_levels", lo=2)
     base = p.str("model.name_or_path")
     weights = Path(base) / "model.safetensors"  # a hub id (paper profile) is keyed by its name
-    temperature = p.num("dpo.on_policy_temperature", 1.0, lo=1e-6)
-    max_new = p.int("dpo.on_policy_max_new_tokens", lo=1)
     recipe = {
         "base": base,
         "base_sha256": sha256_file(weights) if weights.exists() else None,
         "sft": p.get("sft"),
-        "samples_per_image": samples_per_image,
-        "temperature": temperature,
-        "max_new_tokens": max_new,
+        "samples_per_image": op.samples,
+        "temperature": op.temperature,
+        "max_new_tokens": op.max_new_tokens,
         "seed": seed,
     }
     samples: Samples = {}
@@ -96,10 +94,8 @@ def crossfit_samples(
         model_dir = fold_dir / "model"
         name = f"crossfit_fold{j}"
         # the SFT recipe into the fold's own dir, final checkpoint (no val selection: the model only answers)
-        fold_p = Params(deep_merge(p.data, {"sft": {"select_checkpoint": False}}))
         train_stage(
-            fold_p,
-            "sft",
+            TrainSettings.from_params(p, "sft"),
             base,
             seed=seed,
             out_dir=model_dir,
@@ -111,10 +107,10 @@ def crossfit_samples(
             model_dir,
             held,
             n,
-            k=samples_per_image,
-            temperature=temperature,
-            max_new_tokens=max_new,
-            batch_size=p.int("score.batch_size", lo=1),
+            k=op.samples,
+            temperature=op.temperature,
+            max_new_tokens=op.max_new_tokens,
+            batch_size=op.batch_size,
             seed=seed,
         )
         write_jsonl(
@@ -140,7 +136,7 @@ def run_crossfit(
     fold_seed = p.int("seed") if fold_seed_arg is None else fold_seed_arg
     folds = source_folds(train, k, fold_seed)
     n = p.int("levels.num_levels", lo=2)
-    samples = crossfit_samples(p, train, val, folds, work, p.int("dpo.on_policy_samples", lo=2), seed)
+    samples = crossfit_samples(p, train, val, folds, work, OnPolicySettings.from_params(p), seed)
 
     dropped: Counter = Counter()
     pairs = SAMPLED_PAIRS[pair_strategy](train, samples, n, dropped)
@@ -150,14 +146,15 @@ def run_crossfit(
     if not pairs:
         raise UserError(f"crossfit: no preference pairs could be built (dropped: {stats['dropped']})")
     write_dpo_dataset(work / "dpo_data", pairs)
+    settings, selection = stage_settings(p, "dpo")
     train_stage(
-        p,
-        "dpo",
+        settings,
         seed_dir(p.str("sft.output_dir"), seed),
         seed=seed,
         out_dir=seed_dir(p.str("dpo.output_dir"), seed),
         reports_dir=out_dir / "train",
         dataset={"dataset_dir": str(work / "dpo_data")},
+        selection=selection,
     )
 
     metrics = score_and_evaluate(p, out_dir, seeds=[seed])

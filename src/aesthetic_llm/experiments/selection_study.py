@@ -25,7 +25,7 @@ from aesthetic_llm.evaluation.seed_bootstrap import (
     srcc_rows,
     two_sided_p,
 )
-from aesthetic_llm.params import Params, deep_merge
+from aesthetic_llm.params import Params
 from aesthetic_llm.paths import seed_dir
 from aesthetic_llm.train.selection import candidates, score_manifest
 
@@ -35,9 +35,9 @@ Curve = dict[int, dict[str, tuple[list[str], np.ndarray, np.ndarray]]]  # step -
 def train_with_checkpoints(p: Params, stage: str, name: str, seed: int, work_dir: Path) -> tuple[Path, int]:
     """The stage's recipe for one seed, no selection, every epoch's checkpoint kept: (train dir, final step)."""
     from aesthetic_llm.train.datasets import PLAIN_DATASET, PLAIN_VAL_DATASET
+    from aesthetic_llm.train.settings import TrainSettings
     from aesthetic_llm.train.stage import train_stage
 
-    recipe = Params(deep_merge(p.data, {stage: {"select_checkpoint": False}}), source=p.source)
     plain = {"dataset": PLAIN_DATASET, "eval_dataset": PLAIN_VAL_DATASET} if name == "qalign_style" else None
     out = seed_dir(work_dir / name, seed)
     if (out / "trainer_state.json").exists():  # resumable: a finished run is reused
@@ -45,8 +45,7 @@ def train_with_checkpoints(p: Params, stage: str, name: str, seed: int, work_dir
 
         return out, int(read_json(out / "trainer_state.json")["global_step"])
     summary = train_stage(
-        recipe,
-        stage,
+        TrainSettings.from_params(p, stage),  # no selection: every checkpoint is kept and scored here
         p.str("model.name_or_path"),
         seed=seed,
         out_dir=out,

@@ -50,13 +50,16 @@ def score_and_evaluate(p: Params, out_dir: Path, seeds: list[int] | None = None)
     from aesthetic_llm.evaluation.evaluate import evaluate_with_params
     from aesthetic_llm.params import training_seeds
     from aesthetic_llm.paths import predictions_file
+    from aesthetic_llm.scoring.settings import ScoreSettings, model_table
     from aesthetic_llm.scoring.stage import score_all
 
     seeds = training_seeds(p) if seeds is None else seeds
     files, seconds = [], {}
     for seed in (None, *seeds):
         files.append(predictions_file(p.str("score.out_dir"), seed))
-        seconds["base" if seed is None else f"seed{seed}"] = score_all(p, files[-1], seed)["seconds"]
+        seconds["base" if seed is None else f"seed{seed}"] = score_all(
+            ScoreSettings.from_params(p, seed), model_table(p, seed), files[-1], seed
+        )["seconds"]
     metrics = evaluate_with_params(p, files, Path(p.str("data.out_dir")) / "hard_pairs.csv", seeds=seeds)
     metrics["profile"], metrics["scoring_seconds"] = p.profile, seconds
     write_json(out_dir / "metrics.json", metrics)

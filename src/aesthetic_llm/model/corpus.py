@@ -6,8 +6,9 @@ from typing import Any
 
 import numpy as np
 
-from aesthetic_llm.critic import describe_properties, measure, rule_of_thumb_level, write_critique
+from aesthetic_llm.critic import describe_properties, rule_of_thumb_level, write_critique
 from aesthetic_llm.data.demo import SEEN_DEGRADATIONS, degrade, is_grayscale, random_crop, reference_crop
+from aesthetic_llm.measure import luminance, measure, noise_response, opponent_channels, rgb_array
 
 N_REGION_STATS = 6
 N_GLOBAL_STATS = 14
@@ -16,8 +17,8 @@ N_DAMAGE_STATS = 10
 
 def region_stats(image: Any, grid: int = 4) -> np.ndarray:
     """grid x grid regions (row-major, the merged image tokens' order) x 6 measured statistics."""
-    rgb = np.asarray(image.convert("RGB"), dtype=np.float64) / 255.0
-    lum = rgb @ np.array([0.299, 0.587, 0.114])
+    rgb = rgb_array(image) / 255.0
+    lum = luminance(rgb)
     grad = np.zeros_like(lum)
     grad[:, 1:] += np.abs(np.diff(lum, axis=1))
     grad[1:] += np.abs(np.diff(lum, axis=0))
@@ -26,8 +27,7 @@ def region_stats(image: Any, grid: int = 4) -> np.ndarray:
     grad2 = np.zeros_like(half)
     grad2[:, 1:] += np.abs(np.diff(half, axis=1))
     grad2[1:] += np.abs(np.diff(half, axis=0))
-    rg = rgb[..., 0] - rgb[..., 1]
-    yb = 0.5 * (rgb[..., 0] + rgb[..., 1]) - rgb[..., 2]
+    rg, yb = opponent_channels(rgb)
 
     def pool(x: np.ndarray) -> np.ndarray:
         rh, rw = x.shape[0] // grid, x.shape[1] // grid
@@ -48,20 +48,15 @@ def region_stats(image: Any, grid: int = 4) -> np.ndarray:
 def global_stats(image: Any) -> np.ndarray:
     """14 whole-image measurements: exposure, clipping, gradient energy at 3 scales and their ratios,
     a noise estimate, colourfulness, JPEG blockiness (energies log-compressed)."""
-    rgb = np.asarray(image.convert("RGB"), dtype=np.float64)
-    lum = rgb @ np.array([0.299, 0.587, 0.114])
+    rgb = rgb_array(image)
+    lum = luminance(rgb)
     energies = []
     for k in (1, 2, 4):
         h, w = lum.shape[0] // k * k, lum.shape[1] // k * k
         small = lum[:h, :w].reshape(h // k, k, w // k, k).mean((1, 3))
         energies.append(np.abs(np.diff(small, axis=0)).mean() + np.abs(np.diff(small, axis=1)).mean())
-    resp = (
-        lum[:-2, :-2] - 2 * lum[:-2, 1:-1] + lum[:-2, 2:]
-        - 2 * lum[1:-1, :-2] + 4 * lum[1:-1, 1:-1] - 2 * lum[1:-1, 2:]
-        + lum[2:, :-2] - 2 * lum[2:, 1:-1] + lum[2:, 2:]
-    )  # fmt: skip
-    rg = rgb[..., 0] - rgb[..., 1]
-    yb = 0.5 * (rgb[..., 0] + rgb[..., 1]) - rgb[..., 2]
+    resp = noise_response(lum)
+    rg, yb = opponent_channels(rgb)
     col_diff = np.abs(np.diff(lum, axis=1)).mean(0)
     feats = [
         lum.mean() / 255,

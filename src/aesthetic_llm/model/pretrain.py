@@ -162,8 +162,7 @@ def pretrain(
     Phase 1 (`vision_steps` > 0): the vision tower alone regresses the measured statistics. Phase 2
     (`steps`): the language model learns the captions and the rule-of-thumb rating; the vision side is
     frozen after phase 1 (as in SFT), or, without phase 1, trained jointly with the statistics heads.
-    device "cuda" runs both phases on a GPU (not bit-identical to CPU; measured only ~2.4x faster per
-    vision step on an H100, README notebook row 24)."""
+    device "cuda" runs both phases on a GPU (not bit-identical to CPU; docs/demo-base-model.md has its speed)."""
     import torch
     from transformers import AutoModelForImageTextToText, AutoProcessor
 

@@ -36,7 +36,8 @@ from typing import Any
 from aiohttp import web
 from PIL import Image
 
-from aesthetic_llm.critic import describe_properties, measure, verdict
+from aesthetic_llm.critic import describe_properties, verdict
+from aesthetic_llm.measure import measure
 
 _LEVEL_RE = re.compile(r"\blevel (\d+)\b")
 _SCALE_RE = re.compile(r"\bscale of 1 to (\d+)\b")

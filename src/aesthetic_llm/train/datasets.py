@@ -9,10 +9,11 @@ from typing import Any
 
 import numpy as np
 
-from aesthetic_llm.critic import ImageProperties, write_critique
+from aesthetic_llm.critic import write_critique
 from aesthetic_llm.data.manifest import source_group
 from aesthetic_llm.errors import UserError
 from aesthetic_llm.io_utils import read_jsonl, write_json
+from aesthetic_llm.measure import ImageProperties
 from aesthetic_llm.params import Params
 from aesthetic_llm.prompts import RATING_PREFIX, score_instruction
 

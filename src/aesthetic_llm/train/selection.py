@@ -13,8 +13,9 @@ from typing import Any
 
 import numpy as np
 
+from aesthetic_llm.data.manifest import open_images, read_manifest
 from aesthetic_llm.evaluation.metrics import srcc
-from aesthetic_llm.io_utils import read_csv, write_csv
+from aesthetic_llm.io_utils import write_csv
 
 _CKPT = re.compile(r"^checkpoint-(\d+)$")
 
@@ -37,16 +38,14 @@ def score_manifest(
 ) -> tuple[list[str], np.ndarray, np.ndarray]:
     """(image ids, scores, MOS) of one checkpoint on one split's manifest."""
     from aesthetic_llm.scoring.engine import LevelScorer
-    from aesthetic_llm.scoring.stage import load_images
 
-    rows = read_csv(manifest, required=("image_id", "path", "mos"))
+    rows = read_manifest(manifest)
     scorer = LevelScorer(model_dir, num_levels, processor_path=processor_dir)
     preds = []
     for start in range(0, len(rows), batch_size):
-        chunk = rows[start : start + batch_size]
-        images = load_images(chunk, manifest, first_line=start + 2)
+        images = open_images(rows[start : start + batch_size])
         preds += [p.score for p in scorer.predict(images, mode=mode, max_new_tokens=max_new_tokens)]
-    return [r["image_id"] for r in rows], np.asarray(preds), np.asarray([float(r["mos"]) for r in rows])
+    return [r.image_id for r in rows], np.asarray(preds), np.asarray([r.mos for r in rows])
 
 
 def val_srcc(model_dir: Path, processor_dir: Path, manifest: Path, **score_kw: Any) -> float | None:

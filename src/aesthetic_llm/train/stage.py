@@ -20,13 +20,11 @@ from typing import Any
 
 import yaml
 
-from aesthetic_llm.data.manifest import manifest_path
 from aesthetic_llm.errors import UserError
 from aesthetic_llm.io_utils import atomic_write_text, read_json, write_csv, write_json
-from aesthetic_llm.levels import SCORE_MODES
 from aesthetic_llm.numerics import fingerprint
-from aesthetic_llm.params import Params
 from aesthetic_llm.train.selection import drop_checkpoints, promote, select_checkpoint
+from aesthetic_llm.train.settings import SelectionSettings, TrainSettings
 
 LOG_FIELDS = [
     "step",
@@ -42,23 +40,6 @@ LOG_FIELDS = [
 ]
 
 
-# LLaMA-Factory 0.9.5's FinetuningArguments.pref_loss choices (orpo and simpo train without a reference model).
-PREF_LOSSES = ("sigmoid", "hinge", "ipo", "kto_pair", "orpo", "simpo")
-# Learning rate when `<stage>.learning_rate` is null, by finetuning type (SFT: the related study's 2e-5 full /
-# 1e-4 LoRA; DPO: the usual preference-tuning rates, 5e-7 full / 5e-6 LoRA).
-DEFAULT_LR = {
-    "sft": {"full": 2.0e-5, "freeze": 2.0e-5, "lora": 1.0e-4},
-    "dpo": {"full": 5.0e-7, "freeze": 5.0e-7, "lora": 5.0e-6},
-}
-
-
-def learning_rate(params: Params, stage: str, finetuning_type: str) -> float:
-    """`<stage>.learning_rate`, or the default for the finetuning type when it is null or absent."""
-    if params.get(f"{stage}.learning_rate", None) is None:
-        return DEFAULT_LR[stage][finetuning_type]
-    return params.num(f"{stage}.learning_rate", lo=0.0)
-
-
 def node_rank() -> int:
     """This machine's rank in a multi-node launch (NODE_RANK, as torchrun and LLaMA-Factory read it)."""
     raw = os.environ.get("NODE_RANK", "0") or "0"
@@ -67,37 +48,25 @@ def node_rank() -> int:
     return int(raw)
 
 
-def overrides_for(params: Params, stage: str, model_path: str, out_dir: str | Path, seed: int) -> dict[str, Any]:
-    """LLaMA-Factory keys that params.yaml controls for `stage` (sft | dpo), training into `out_dir` with `seed`."""
-    ft = params.str(f"{stage}.finetuning_type", choices=("full", "lora", "freeze"))
+def overrides_for(settings: TrainSettings, model_path: str, out_dir: str | Path, seed: int) -> dict[str, Any]:
+    """LLaMA-Factory keys that params.yaml controls for a stage, training into `out_dir` with `seed`."""
     ov: dict[str, Any] = {
         "model_name_or_path": model_path,
-        "template": params.str("model.template"),
-        "finetuning_type": ft,
-        "output_dir": f"{out_dir}/adapter" if ft == "lora" else str(out_dir),
-        "learning_rate": learning_rate(params, stage, ft),
-        "num_train_epochs": params.num(f"{stage}.num_train_epochs", lo=0.0),
-        "per_device_train_batch_size": params.int(f"{stage}.per_device_train_batch_size", lo=1),
-        "gradient_accumulation_steps": params.int(f"{stage}.gradient_accumulation_steps", lo=1),
+        "template": settings.template,
+        "finetuning_type": settings.finetuning_type,
+        "output_dir": f"{out_dir}/adapter" if settings.lora else str(out_dir),
+        "learning_rate": settings.learning_rate,
+        "num_train_epochs": settings.num_train_epochs,
+        "per_device_train_batch_size": settings.per_device_train_batch_size,
+        "gradient_accumulation_steps": settings.gradient_accumulation_steps,
         "seed": seed,
     }
-    if ft == "lora":
-        ov["lora_rank"] = params.int(f"{stage}.lora_rank", 16, lo=1)
-        ov["lora_alpha"] = params.int(f"{stage}.lora_alpha", 32, lo=1)
-        target = params.get(f"{stage}.lora_target", "all")
-        if isinstance(target, list) and target and all(isinstance(t, str) for t in target):
-            target = ",".join(target)
-        if not isinstance(target, str) or not target:
-            raise UserError(f"{params.source}: {stage}.lora_target: expected 'all', a module name or a list of them")
-        ov["lora_target"] = target
-    if stage == "dpo":
-        ov["pref_beta"] = params.num("dpo.beta", lo=0.0)
-        ov["pref_loss"] = params.str("dpo.loss", choices=PREF_LOSSES)
-        ov["pref_ftx"] = params.num("dpo.ftx", 0.0, lo=0.0)
-    extra = params.get(f"{stage}.extra", {}) or {}
-    if not isinstance(extra, dict):
-        raise UserError(f"{params.source}: {stage}.extra: expected a mapping of LLaMA-Factory keys")
-    ov.update(extra)
+    if settings.lora:
+        ov.update(lora_rank=settings.lora.rank, lora_alpha=settings.lora.alpha, lora_target=settings.lora.target)
+    if settings.preference:
+        pref = settings.preference
+        ov.update(pref_beta=pref.beta, pref_loss=pref.loss, pref_ftx=pref.ftx)
+    ov.update(settings.extra)
     return ov
 
 
@@ -278,29 +247,28 @@ def export_log(output_dir: Path, csv_path: Path) -> dict[str, Any]:
 
 
 def choose_checkpoint(
-    params: Params, name: str, train_dir: Path, summary: dict[str, Any], reports_dir: Path, mode: str
+    sel: SelectionSettings, name: str, train_dir: Path, summary: dict[str, Any], reports_dir: Path
 ) -> dict[str, Any]:
     """Score every saved checkpoint on val (the downstream metric) and promote the best to the stage's model."""
     with (reports_dir / f"{name}_log.csv").open() as fh:
         eval_loss = {int(r["step"]): float(r["eval_loss"]) for r in csv.DictReader(fh) if r.get("eval_loss")}
-    sel = select_checkpoint(
+    chosen = select_checkpoint(
         train_dir,
         int(summary["steps"]),
-        manifest_path(params.str("data.out_dir"), "val"),
+        sel.val_manifest,
         reports_dir / f"{name}_selection.csv",
         eval_loss,
-        num_levels=params.int("levels.num_levels", lo=2),
-        mode=mode,
-        max_new_tokens=params.int("score.max_new_tokens", lo=1),
-        batch_size=params.int("score.batch_size", lo=1),
+        num_levels=sel.num_levels,
+        mode=sel.mode,
+        max_new_tokens=sel.max_new_tokens,
+        batch_size=sel.batch_size,
     )
-    promote(Path(sel.pop("selected_path")), train_dir)
-    return sel
+    promote(Path(chosen.pop("selected_path")), train_dir)
+    return chosen
 
 
 def train_stage(
-    params: Params,
-    stage: str,
+    settings: TrainSettings,
     model_path: str | Path,
     *,
     seed: int,
@@ -308,15 +276,16 @@ def train_stage(
     reports_dir: Path,
     name: str | None = None,
     dataset: dict[str, str] | None = None,
-    score_mode: str | None = None,
+    selection: SelectionSettings | None = None,
     keep_checkpoints: bool = False,
 ) -> dict[str, Any]:
-    """Train `stage` (sft | dpo) with its recipe and params into `out_dir` with training seed `seed`. A
+    """Train a stage (sft | dpo) with its recipe and settings into `out_dir` with training seed `seed`. A
     variant (`name`, e.g. the no-CoT ablation) reuses the recipe and hyper-parameters with other datasets
-    and its own reports. `keep_checkpoints` leaves every epoch's checkpoint in place (for studies of them)."""
-    name = name or stage
-    config = Path(params.str(f"{stage}.config"))
-    overrides = overrides_for(params, stage, str(model_path), out_dir, seed)
+    and its own reports. With `selection`, every saved checkpoint is scored on val and the best becomes the
+    model; without, the last. `keep_checkpoints` leaves every epoch's checkpoint in place (for studies)."""
+    name = name or settings.stage
+    config = settings.config
+    overrides = overrides_for(settings, str(model_path), out_dir, seed)
     overrides.update(dataset or {})
     rank = node_rank()
     if rank > 0:
@@ -331,11 +300,8 @@ def train_stage(
     train_dir = Path(overrides["output_dir"])
     launch = run_llamafactory("train", config, overrides, out_dir / "llamafactory_train.log", train_dir)
     summary = export_log(train_dir, reports_dir / f"{name}_log.csv")
-    if params.bool(f"{stage}.select_checkpoint", False):
-        mode = score_mode or params.str("score.mode", choices=SCORE_MODES)
-        # cot_sampled scores greedily here: k-fold cheaper, and selection only ranks one run's checkpoints.
-        mode = "cot" if mode == "cot_sampled" else mode
-        summary.update(choose_checkpoint(params, name, train_dir, summary, reports_dir, mode))
+    if selection is not None:
+        summary.update(choose_checkpoint(selection, name, train_dir, summary, reports_dir))
     else:  # the stage's output still says which checkpoint became the model: the last one, not scored here
         final_loss = summary.get("final_eval_loss")
         row = {"step": int(summary["steps"]), "val_srcc": None, "eval_loss": final_loss, "path": str(train_dir)}

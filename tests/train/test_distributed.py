@@ -12,10 +12,11 @@ import pytest
 import yaml
 from PIL import Image
 
-from aesthetic_llm.critic import measure, write_critique
+from aesthetic_llm.critic import write_critique
 from aesthetic_llm.errors import UserError
 from aesthetic_llm.experiments.crossfit import crossfit_samples, source_folds
 from aesthetic_llm.io_utils import read_json
+from aesthetic_llm.measure import measure
 from aesthetic_llm.params import Params
 from aesthetic_llm.train import stage as train
 from aesthetic_llm.train.datasets import (
@@ -26,9 +27,10 @@ from aesthetic_llm.train.datasets import (
     write_dpo_dataset,
     write_sft_dataset,
 )
-from aesthetic_llm.train.stage import DEFAULT_LR, PREF_LOSSES, effective_config, overrides_for, train_stage
+from aesthetic_llm.train.settings import DEFAULT_LR, PREF_LOSSES, TrainSettings
+from aesthetic_llm.train.stage import effective_config, overrides_for, train_stage
 
-from .conftest import ROOT
+from ..conftest import ROOT
 
 DS_JSONS = sorted((ROOT / "llamafactory_configs/deepspeed").glob("*.json"))
 BIG_RECIPES = sorted((ROOT / "llamafactory_configs/paper").glob("*/*.yaml"))
@@ -44,11 +46,19 @@ def _params(**stage: dict) -> Params:
 @pytest.mark.parametrize("stage", ["sft", "dpo"])
 @pytest.mark.parametrize("ft", ["full", "lora"])
 def test_null_learning_rate_uses_the_finetuning_type_default(stage, ft):
-    ov = overrides_for(_params(**{stage: {"learning_rate": None, "finetuning_type": ft}}), stage, "m", "models/x", 0)
+    ov = overrides_for(
+        TrainSettings.from_params(_params(**{stage: {"learning_rate": None, "finetuning_type": ft}}), stage),
+        "m",
+        "models/x",
+        0,
+    )
     assert ov["learning_rate"] == DEFAULT_LR[stage][ft]
     assert DEFAULT_LR["sft"] == {"full": 2e-5, "freeze": 2e-5, "lora": 1e-4}
     explicit = overrides_for(
-        _params(**{stage: {"learning_rate": 3e-4, "finetuning_type": ft}}), stage, "m", "models/x", 0
+        TrainSettings.from_params(_params(**{stage: {"learning_rate": 3e-4, "finetuning_type": ft}}), stage),
+        "m",
+        "models/x",
+        0,
     )
     assert explicit["learning_rate"] == 3e-4
 
@@ -58,12 +68,14 @@ def test_lora_and_preference_params_reach_llamafactory():
         sft={"finetuning_type": "lora", "lora_rank": 8, "lora_alpha": 16, "lora_target": ["q_proj", "v_proj"]},
         dpo={"ftx": 0.5, "loss": "simpo"},
     )
-    ov = overrides_for(p, "sft", "m", "models/x", 0)
+    ov = overrides_for(TrainSettings.from_params(p, "sft"), "m", "models/x", 0)
     assert (ov["lora_rank"], ov["lora_alpha"], ov["lora_target"]) == (8, 16, "q_proj,v_proj")
     assert ov["output_dir"].endswith("/adapter")
-    full = overrides_for(p, "dpo", "m", "models/x", 0)
+    full = overrides_for(TrainSettings.from_params(p, "dpo"), "m", "models/x", 0)
     assert "lora_rank" not in full and full["pref_ftx"] == 0.5 and full["pref_loss"] == "simpo"
-    defaults = overrides_for(_params(dpo={"finetuning_type": "lora"}), "dpo", "m", "models/x", 0)
+    defaults = overrides_for(
+        TrainSettings.from_params(_params(dpo={"finetuning_type": "lora"}), "dpo"), "m", "models/x", 0
+    )
     assert (defaults["lora_rank"], defaults["lora_alpha"], defaults["lora_target"], defaults["pref_ftx"]) == (
         16,
         32,
@@ -71,7 +83,7 @@ def test_lora_and_preference_params_reach_llamafactory():
         0.5,  # params.yaml's dpo.ftx
     )
     with pytest.raises(UserError, match="dpo.loss"):
-        overrides_for(_params(dpo={"loss": "nca"}), "dpo", "m", "models/x", 0)
+        overrides_for(TrainSettings.from_params(_params(dpo={"loss": "nca"}), "dpo"), "m", "models/x", 0)
 
 
 def test_cli_overrides_keep_yaml_ambiguous_strings_strings():
@@ -124,7 +136,7 @@ def test_80gb_recipes_parse_and_use_zero3_full_bf16(path):
     cfg.update(bf16=False, use_cpu=True)
     HfArgumentParser(_TRAIN_ARGS).parse_dict(cfg, allow_extra_keys=False)
     p = _params(**{cfg["stage"]: {"config": str(path), "finetuning_type": "full", "learning_rate": None}})
-    eff = effective_config(path, overrides_for(p, cfg["stage"], "m", "models/x", 0))
+    eff = effective_config(path, overrides_for(TrainSettings.from_params(p, cfg["stage"]), "m", "models/x", 0))
     assert eff["learning_rate"] == DEFAULT_LR[cfg["stage"]]["full"] and eff["deepspeed"] == ds_path
 
 
@@ -137,7 +149,13 @@ def test_worker_node_trains_only(tmp_path, monkeypatch):
     (tmp_path / "models/sft").mkdir(parents=True)
     (tmp_path / "models/sft/keep").write_text("node 0's")
     p = _params(sft={"config": str(ROOT / "llamafactory_configs/demo/qwen2vl_full_sft.yaml")})
-    out = train_stage(p, "sft", "models/base", seed=1, out_dir=Path("models/sft"), reports_dir=tmp_path / "reports")
+    out = train_stage(
+        TrainSettings.from_params(p, "sft"),
+        "models/base",
+        seed=1,
+        out_dir=Path("models/sft"),
+        reports_dir=tmp_path / "reports",
+    )
     assert out["node_rank"] == 1 and len(calls) == 1 and calls[0][0] == "train"
     assert (tmp_path / "models/sft/keep").exists() and not (tmp_path / "reports").exists()
     monkeypatch.setenv("NODE_RANK", "x")
@@ -254,7 +272,13 @@ def test_two_process_gloo_training_through_train_stage(tiny_workspace, monkeypat
             "extra": {**_SHORT, "dataset_dir": "sft", "max_steps": 2, "ddp_backend": "gloo"},
         }
     )
-    summary = train_stage(p, "sft", str(model), seed=42, out_dir=Path("models/sft"), reports_dir=root / "reports")
+    summary = train_stage(
+        TrainSettings.from_params(p, "sft"),
+        str(model),
+        seed=42,
+        out_dir=Path("models/sft"),
+        reports_dir=root / "reports",
+    )
     log = (root / "models/sft/llamafactory_train.log").read_text()
     assert "Initializing 2 distributed tasks" in log
     assert "Process rank: 0, world size: 2" in log and "Process rank: 1, world size: 2" in log
@@ -280,7 +304,13 @@ def test_each_preference_loss_runs_through_llamafactory(tiny_workspace, loss):
             "extra": {**_SHORT, "dataset_dir": "dpo", "max_steps": 1},
         }
     )
-    summary = train_stage(p, "dpo", str(model), seed=42, out_dir=Path("models/dpo"), reports_dir=root / "reports")
+    summary = train_stage(
+        TrainSettings.from_params(p, "dpo"),
+        str(model),
+        seed=42,
+        out_dir=Path("models/dpo"),
+        reports_dir=root / "reports",
+    )
     cfg = yaml.safe_load((root / "reports/dpo_config.yaml").read_text())
     assert cfg["pref_loss"] == loss and cfg["pref_ftx"] == 0.1
     assert summary["steps"] == 1 and np.isfinite(summary["train_loss"])

@@ -9,7 +9,7 @@ from PIL import Image
 
 from aesthetic_llm.scorer import Scorer, expand_paths
 
-from .conftest import ROOT
+from ..conftest import ROOT
 
 
 def _photos(folder):

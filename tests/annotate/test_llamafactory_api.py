@@ -18,7 +18,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from .conftest import ROOT
+from ..conftest import ROOT
 
 pytestmark = pytest.mark.slow
 KEY = "sk-local-llamafactory-test-7f3a"

@@ -29,7 +29,7 @@ from aesthetic_llm.levels import mos_to_level
 from aesthetic_llm.params import Params
 from aesthetic_llm.rehearsal.fault_server import NUMBERS_ANALYSES, VALID_ANALYSIS, FaultServer, image_key
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 KEY = "sk-test-DISTINCTIVE-9f3c7a1e5b"
 FAST = {"backoff_base_s": 0.01, "backoff_max_s": 0.1, "progress_s": 0.5}
 

@@ -10,12 +10,13 @@ import pytest
 import yaml
 from PIL import Image, ImageFilter
 
-from aesthetic_llm.critic import measure, rule_of_thumb_level
+from aesthetic_llm.critic import rule_of_thumb_level
 from aesthetic_llm.data.demo import degrade
+from aesthetic_llm.measure import measure
 from aesthetic_llm.model.corpus import build_corpus, damage_stats, region_stats
 from aesthetic_llm.model.pretrain import RECORD_NAME, pretrain, verify_record
 
-from .conftest import ROOT
+from ..conftest import ROOT
 
 
 @pytest.fixture(scope="module")

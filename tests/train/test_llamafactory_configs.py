@@ -7,9 +7,10 @@ import pytest
 import yaml
 
 from aesthetic_llm.params import Params
+from aesthetic_llm.train.settings import TrainSettings
 from aesthetic_llm.train.stage import effective_config, overrides_for
 
-from .conftest import ROOT
+from ..conftest import ROOT
 
 CONFIGS = sorted((ROOT / "llamafactory_configs").glob("*/*.yaml"))
 
@@ -51,7 +52,8 @@ def test_deepspeed_configs_leave_scheduler_and_optimizer_to_llamafactory(path):
 def test_params_overrides_reach_the_effective_config(repo_params, profile):
     p = Params(repo_params, profile=profile)
     cfg = effective_config(
-        ROOT / p.str("dpo.config"), overrides_for(p, "dpo", p.str("sft.output_dir"), p.str("dpo.output_dir"), 42)
+        ROOT / p.str("dpo.config"),
+        overrides_for(TrainSettings.from_params(p, "dpo"), p.str("sft.output_dir"), p.str("dpo.output_dir"), 42),
     )
     assert cfg["pref_beta"] == p.num("dpo.beta") and cfg["pref_loss"] == p.str("dpo.loss")
     assert cfg["learning_rate"] == p.num("dpo.learning_rate") and cfg["stage"] == "dpo"

@@ -8,7 +8,7 @@ import pytest
 from aesthetic_llm.errors import UserError
 from aesthetic_llm.experiments.side_runs import with_overrides
 
-from .conftest import ROOT
+from ..conftest import ROOT
 
 
 def test_overrides_go_to_the_active_profile():

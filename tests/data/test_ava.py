@@ -22,7 +22,7 @@ from aesthetic_llm.errors import UserError
 from aesthetic_llm.io_utils import read_csv
 from aesthetic_llm.params import Params
 
-from .conftest import ROOT
+from ..conftest import ROOT
 
 N_LINES = 60
 CORRUPT = {7: "garbage", 23: "truncated"}  # 1-based AVA.txt line -> damage

@@ -9,7 +9,7 @@ from PIL import Image
 
 from aesthetic_llm.scoring.engine import LevelScorer
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 
 
 @pytest.fixture(scope="module")

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import csv
 import json
+import os
 import re
 import subprocess
 import sys
@@ -16,10 +17,14 @@ from pathlib import Path
 import pytest
 import yaml
 
+from aesthetic_llm.params import READS_LOG
 from aesthetic_llm.rehearsal.overrides import load_overrides
 
-ROOT = Path(__file__).resolve().parents[1]
+from ..conftest import param_read_problems
+
+ROOT = Path(__file__).resolve().parents[2]
 OVERRIDES = ROOT / "configs/rehearsal.yaml"
+READS_FILE = "params_reads.jsonl"
 pytestmark = pytest.mark.slow
 
 
@@ -32,9 +37,11 @@ def _git_status() -> str:
 def rehearsal(tmp_path_factory):
     out = tmp_path_factory.mktemp("rehearsal")
     before = _git_status()
+    env = dict(os.environ, **{READS_LOG: str(out / READS_FILE)})  # each stage logs the param keys it read
     proc = subprocess.run(
         [sys.executable, str(ROOT / "scripts/rehearse.py"), "--out", str(out)],
         cwd=ROOT,
+        env=env,
         capture_output=True,
         text=True,
         timeout=3600,
@@ -63,6 +70,11 @@ def test_the_overrides_are_printed_recorded_and_nothing_else_differs_from_paper(
     assert "**Rehearsal**" in report and "(paper profile)" in report
     # the committed demo outputs and params.yaml are untouched
     assert rehearsal["git_after"] == rehearsal["git_before"]
+
+
+def test_every_paper_param_a_stage_reads_is_listed_for_it(rehearsal):
+    """As the end-to-end test checks for the demo: here with the paper overlay, LoRA, the API critic, AVA."""
+    assert param_read_problems(rehearsal["out"] / "workspace", rehearsal["out"] / READS_FILE) == []
 
 
 def test_every_stage_ran(rehearsal):

@@ -10,7 +10,7 @@ from aesthetic_llm.errors import UserError
 from aesthetic_llm.evaluation.evaluate import evaluate
 from aesthetic_llm.evaluation.metrics import krcc, pairwise_accuracy, plcc, srcc, summarise
 
-from .conftest import ROOT
+from ..conftest import ROOT
 
 
 def test_correlations_equal_scipy_with_ties():

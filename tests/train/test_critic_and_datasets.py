@@ -3,8 +3,9 @@ import re
 import numpy as np
 from PIL import Image
 
-from aesthetic_llm.critic import measure, phrase_bank, write_critique
+from aesthetic_llm.critic import phrase_bank, write_critique
 from aesthetic_llm.levels import parse_rating_level
+from aesthetic_llm.measure import measure
 from aesthetic_llm.train.datasets import near_level_pairs, sft_records
 
 

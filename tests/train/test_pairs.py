@@ -14,10 +14,11 @@ import pytest
 import yaml
 from PIL import Image
 
-from aesthetic_llm.critic import measure, write_critique
+from aesthetic_llm.critic import write_critique
 from aesthetic_llm.errors import UserError
 from aesthetic_llm.experiments.crossfit import source_folds
 from aesthetic_llm.levels import parse_rating_level
+from aesthetic_llm.measure import measure
 from aesthetic_llm.train.datasets import (
     cross_image_pairs,
     far_level_pairs,
@@ -28,7 +29,7 @@ from aesthetic_llm.train.datasets import (
     split_for_dpo,
 )
 
-from .conftest import ROOT
+from ..conftest import ROOT
 
 
 def _annotations(tmp: Path | None = None, n: int = 10) -> list[dict]:
@@ -173,7 +174,15 @@ def _params(strategy: str, **dpo) -> dict:
         "sft": {"output_dir": "sft_model"},
         "score": {"max_new_tokens": 8, "batch_size": 4},
         "compute": {"threads": 2, "cpu_numerics": "vendor"},
-        "dpo": {"pair_strategy": strategy, "data_dir": "dpo", "level_offsets": [1, 2], "pairs_per_image": 1, **dpo},
+        # the repo's dpo knobs, so a knob the code reads that params.yaml lacks fails here too
+        "dpo": {
+            **yaml.safe_load((ROOT / "params.yaml").read_text())["dpo"],
+            "pair_strategy": strategy,
+            "data_dir": "dpo",
+            "level_offsets": [1, 2],
+            "pairs_per_image": 1,
+            **dpo,
+        },
     }
 
 

@@ -12,7 +12,7 @@ from aesthetic_llm.errors import UserError
 from aesthetic_llm.io_utils import read_csv
 from aesthetic_llm.params import Params
 
-from .conftest import small_params
+from ..conftest import small_params
 
 
 @pytest.fixture(scope="module")
@@ -98,7 +98,7 @@ def test_same_seed_same_data(repo_params, prepared, tmp_path):
 
 
 def test_degradation_strength_is_monotone():
-    from aesthetic_llm.critic import measure
+    from aesthetic_llm.measure import measure
 
     img = Image.open(source_path(SOURCES[2])).convert("RGB").resize((112, 112))
     rng = np.random.default_rng(0)

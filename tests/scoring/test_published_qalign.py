@@ -26,7 +26,7 @@ from aesthetic_llm.params import Params
 from aesthetic_llm.rehearsal.qalign_standin import build_standin
 from aesthetic_llm.scoring.published_qalign import PUBLISHED_AVA, run
 
-from .conftest import ROOT
+from ..conftest import ROOT
 
 WORKER = ROOT / "src/aesthetic_llm/scoring/qalign_worker.py"
 

@@ -19,7 +19,7 @@ from aesthetic_llm.data.prepare import prepare
 from aesthetic_llm.errors import UserError
 from aesthetic_llm.io_utils import read_csv
 
-from .test_paper_data import ava_params, make_ava_root
+from .test_ava import ava_params, make_ava_root
 
 PAYLOAD = bytes(range(256)) * 4000  # ~1 MB, so a drop lands mid-file
 

@@ -14,7 +14,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from .conftest import ROOT
+from ..conftest import ROOT
 
 FAKE_EVALUATE = """
 import json, os, yaml
