@@ -5,6 +5,7 @@ DPO run per LLaMA-Factory preference loss."""
 from __future__ import annotations
 
 import json
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -14,6 +15,7 @@ from PIL import Image
 
 from aesthetic_llm.critic import write_critique
 from aesthetic_llm.errors import UserError
+from aesthetic_llm.experiments import crossfit
 from aesthetic_llm.experiments.crossfit import crossfit_samples, source_folds
 from aesthetic_llm.io_utils import read_json
 from aesthetic_llm.measure import measure
@@ -27,7 +29,7 @@ from aesthetic_llm.train.datasets import (
     write_dpo_dataset,
     write_sft_dataset,
 )
-from aesthetic_llm.train.settings import DEFAULT_LR, PREF_LOSSES, TrainSettings
+from aesthetic_llm.train.settings import DEFAULT_LR, PREF_LOSSES, OnPolicySettings, TrainSettings
 from aesthetic_llm.train.stage import effective_config, overrides_for, train_stage
 
 from ..conftest import ROOT
@@ -334,7 +336,8 @@ def test_crossfit_answers_every_photo_with_a_fold_model_that_never_saw_it(tiny_w
         score={"max_new_tokens": 8, "batch_size": 4},
     )
     folds = source_folds(anns, 2, 0)
-    samples = crossfit_samples(p, anns, anns[:2], folds, root / "cf", 2, 42)
+    two = replace(OnPolicySettings.from_params(p), samples=2)
+    samples = crossfit_samples(p, anns, anns[:2], folds, root / "cf", two, 42)
     assert set(samples) == {a["image_id"] for a in anns} and all(len(s) == 2 for s in samples.values())
     for j, fold in enumerate(folds):
         trained_on = {r["image_id"] for r in json.loads((root / f"cf/fold{j}/data/{SFT_DATASET}.json").read_text())}
@@ -344,8 +347,8 @@ def test_crossfit_answers_every_photo_with_a_fold_model_that_never_saw_it(tiny_w
         assert answered == set(fold) and not trained_on & set(fold) and trained_on  # ids are their own sources here
         assert (root / f"cf/fold{j}/model/model.safetensors").exists()
     # a finished fold is reused; a changed recipe (samples per image) trains again
-    monkeypatch.setattr(train, "train_stage", lambda *a, **k: pytest.fail("retrained a finished fold"))
-    assert crossfit_samples(p, anns, anns[:2], folds, root / "cf", 2, 42) == samples
-    monkeypatch.setattr(train, "train_stage", lambda *a, **k: (_ for _ in ()).throw(RuntimeError("retrain")))
+    monkeypatch.setattr(crossfit, "train_stage", lambda *a, **k: pytest.fail("retrained a finished fold"))
+    assert crossfit_samples(p, anns, anns[:2], folds, root / "cf", two, 42) == samples
+    monkeypatch.setattr(crossfit, "train_stage", lambda *a, **k: (_ for _ in ()).throw(RuntimeError("retrain")))
     with pytest.raises(RuntimeError, match="retrain"):
-        crossfit_samples(p, anns, anns[:2], folds, root / "cf", 3, 42)
+        crossfit_samples(p, anns, anns[:2], folds, root / "cf", replace(two, samples=3), 42)
