@@ -7,9 +7,8 @@ The model is any checkpoint the pipeline wrote, a hub id or a LoRA adapter dir (
 """
 
 import argparse
-from pathlib import Path
 
-from aesthetic_llm.errors import UserError, cli_entry
+from aesthetic_llm.errors import cli_entry
 from aesthetic_llm.levels import SCORE_MODES
 
 
@@ -25,19 +24,10 @@ def main() -> None:
     ap.add_argument("--max-new-tokens", type=int, default=96)
     ap.add_argument("--num-levels", type=int, default=10)
     args = ap.parse_args()
-    if not (Path(args.model).exists() or "/" in args.model):
-        raise UserError(f"--model {args.model}: no such checkpoint directory")
     from aesthetic_llm.app.web import build_app
-    from aesthetic_llm.scorer import Scorer
+    from aesthetic_llm.scorer import scorer_from_args
 
-    scorer = Scorer(
-        args.model,
-        num_levels=args.num_levels,
-        mode=args.mode,
-        max_new_tokens=args.max_new_tokens,
-        batch_size=args.batch_size,
-        samples=args.samples,
-    )
+    scorer = scorer_from_args(args)
     print(f"model {args.model} loaded; serving on http://{args.host}:{args.port}", flush=True)
     build_app(scorer, args.model).queue().launch(server_name=args.host, server_port=args.port, show_error=True)
 

@@ -14,7 +14,7 @@ from pathlib import Path
 from aesthetic_llm.errors import UserError, cli_entry
 from aesthetic_llm.io_utils import write_csv
 from aesthetic_llm.levels import SCORE_MODES
-from aesthetic_llm.scorer import Scorer, expand_paths
+from aesthetic_llm.scorer import expand_paths, scorer_from_args
 
 
 @cli_entry
@@ -33,18 +33,7 @@ def main() -> None:
     paths = expand_paths(args.inputs)
     if not paths:
         raise UserError(f"no image files found in {' '.join(args.inputs)}")
-    if args.samples < 1:
-        raise UserError(f"--samples {args.samples}: expected at least 1")
-    if not (Path(args.model).exists() or "/" in args.model):
-        raise UserError(f"--model {args.model}: no such checkpoint directory")
-    scorer = Scorer(
-        args.model,
-        num_levels=args.num_levels,
-        mode=args.mode,
-        max_new_tokens=args.max_new_tokens,
-        batch_size=args.batch_size,
-        samples=args.samples,
-    )
+    scorer = scorer_from_args(args)
     results = scorer.score(paths, critique=args.critique, progress=len(paths) > args.batch_size)
     for path, why in scorer.skipped:
         print(f"skipped: {path}: {why}", file=sys.stderr)

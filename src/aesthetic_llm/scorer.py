@@ -12,6 +12,7 @@ import sys
 from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 from PIL import Image
 
@@ -110,3 +111,21 @@ class Scorer:
                 text = p.text.removesuffix("Rating Level:").strip() if critique and mode != "direct" else None
                 out.append(ImageScore(name, round(p.score, 4), p.text_level, text, list(p.probs)))
         return out
+
+
+def scorer_from_args(args: Any) -> Scorer:
+    """The Scorer the command-line tools build from their shared flags (--model, --mode, --samples, …)."""
+    from aesthetic_llm.errors import UserError
+
+    if args.samples < 1:
+        raise UserError(f"--samples {args.samples}: expected at least 1")
+    if not (Path(args.model).exists() or "/" in args.model):
+        raise UserError(f"--model {args.model}: no such checkpoint directory")
+    return Scorer(
+        args.model,
+        num_levels=args.num_levels,
+        mode=args.mode,
+        max_new_tokens=args.max_new_tokens,
+        batch_size=args.batch_size,
+        samples=args.samples,
+    )
