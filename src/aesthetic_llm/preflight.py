@@ -13,7 +13,7 @@ from aesthetic_llm.levels import SCORE_MODES
 from aesthetic_llm.numerics import CPU_NUMERICS, numerics_env
 from aesthetic_llm.params import Params, training_seeds
 from aesthetic_llm.train.datasets import PAIR_STRATEGIES
-from aesthetic_llm.train.settings import PairSettings, stage_settings
+from aesthetic_llm.train.settings import PairSettings, stage_settings, template_for
 
 
 def check(params: Params) -> list[str]:
@@ -24,7 +24,7 @@ def check(params: Params) -> list[str]:
     numerics_env(p.str("compute.cpu_numerics", choices=CPU_NUMERICS), p.int("compute.threads", lo=1))
     p.int("levels.num_levels", lo=2)
     p.str("model.name_or_path")
-    p.str("model.template")
+    template_for(p)  # model.family / model.template: a supported family, or a one-line error naming them
     p.str("data.dataset", choices=DATASETS)
     p.int("data.image_size", lo=28)
     for split in SPLITS:

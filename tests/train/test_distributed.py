@@ -40,6 +40,7 @@ BIG_RECIPES = sorted((ROOT / "llamafactory_configs/paper").glob("*/*.yaml"))
 
 def _params(**stage: dict) -> Params:
     data = yaml.safe_load((ROOT / "params.yaml").read_text())
+    data["model"]["name_or_path"] = str(ROOT / data["model"]["name_or_path"])  # tests run in other folders
     for name, values in stage.items():
         data[name].update(values)
     return Params(data, profile="demo")

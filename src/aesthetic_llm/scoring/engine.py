@@ -23,9 +23,8 @@ import torch
 from PIL import Image
 
 from aesthetic_llm.levels import SCORE_MODES, level_labels, level_to_mos, parse_rating_level
+from aesthetic_llm.model.families import THINK_END, Family, by_model_type, strip_thinking
 from aesthetic_llm.prompts import RATING_PREFIX, score_instruction
-
-END_OF_TURN = "<|im_end|>"
 
 
 @dataclass(frozen=True)
@@ -37,7 +36,7 @@ class ScoringScheme:
     answer_prefix: str  # the answer text before the label ("Rating Level:")
     labels: tuple[str, ...]
     centres: tuple[float, ...]  # each label's value on the MOS scale (1–10)
-    end_of_turn: bool = True  # label followed by <|im_end|>: needed when one label prefixes another ("1"/"10")
+    end_of_turn: bool = True  # label followed by end of turn: needed when one label prefixes another ("1"/"10")
     cot: bool = True  # whether an analysis may be generated before the answer prefix
 
 
@@ -116,28 +115,28 @@ class LevelScorer:
         dtype = dtype or (torch.bfloat16 if self.device == "cuda" else torch.float32)
         self.processor, model = loaded or load_model(model_path, dtype, processor_path)
         self.model = model.to(self.device).eval()
+        self.family: Family = by_model_type(getattr(model.config, "model_type", ""), str(model_path))
         self.tokenizer = self.processor.tokenizer
         self.tokenizer.padding_side = "left"
         self.num_levels = num_levels
         self.scheme = scheme or levels_scheme(num_levels)
         self.labels = list(self.scheme.labels)
-        end = [self.tokenizer.convert_tokens_to_ids(END_OF_TURN)] if self.scheme.end_of_turn else []
+        end = [self.tokenizer.convert_tokens_to_ids(self.family.end_of_turn)] if self.scheme.end_of_turn else []
         # " 7<|im_end|>": the label as the model writes it after the answer prefix, then end of turn.
         self.candidates = [self.tokenizer.encode(" " + lab, add_special_tokens=False) + end for lab in self.labels]
         self.centres = torch.tensor(self.scheme.centres)
 
     # -- prompts ----------------------------------------------------------------------------------
     def prompt(self) -> str:
-        messages = [
-            {
-                "role": "user",
-                "content": [{"type": "image"}, {"type": "text", "text": self.scheme.instruction}],
-            }
-        ]
-        return self.processor.apply_chat_template(messages, add_generation_prompt=True)
+        """The scoring prompt as LLaMA-Factory's template renders it in training (its system prompt included)."""
+        user = {"role": "user", "content": [{"type": "image"}, {"type": "text", "text": self.scheme.instruction}]}
+        system = [{"role": "system", "content": self.family.system}] if self.family.system else []
+        return self.processor.apply_chat_template([*system, user], add_generation_prompt=True)
 
     def _inputs(self, texts: Sequence[str], images: Sequence[Image.Image]) -> dict[str, torch.Tensor]:
-        enc = self.processor(text=list(texts), images=list(images), return_tensors="pt", padding=True)
+        enc = self.processor(
+            text=list(texts), images=list(images), return_tensors="pt", padding=True, **self.family.processor_kwargs
+        )
         return {k: v.to(self.device) for k, v in enc.items()}
 
     # -- generation (cot) -------------------------------------------------------------------------
@@ -158,8 +157,10 @@ class LevelScorer:
 
     @staticmethod
     def rating_prefix(generated: str) -> str:
-        """Assistant text up to and including the first 'Rating Level:'; appended when the model omits it."""
-        idx = generated.find(RATING_PREFIX)
+        """Assistant text up to and including the first 'Rating Level:' of the answer (after any reasoning
+        block); appended when the model omits it."""
+        think = generated.rfind(THINK_END)
+        idx = generated.find(RATING_PREFIX, think + len(THINK_END) if think >= 0 else 0)
         if idx >= 0:
             return generated[: idx + len(RATING_PREFIX)]
         return (generated.strip() + " " + RATING_PREFIX).lstrip()
@@ -171,12 +172,7 @@ class LevelScorer:
         prompt = self.prompt()
         inputs = self._inputs([prompt + a for a in answer_prefixes], images)
         mask = inputs["attention_mask"]
-        pos, _ = self.model.model.get_rope_index(
-            inputs["input_ids"],
-            image_grid_thw=inputs.get("image_grid_thw"),
-            attention_mask=mask,
-            mm_token_type_ids=inputs.get("mm_token_type_ids"),
-        )
+        pos = self._positions(inputs)
         out = self.model(**inputs, position_ids=pos, use_cache=True)
         first = torch.log_softmax(out.logits[:, -1].float(), dim=-1)  # distribution of each label's first token
 
@@ -192,12 +188,15 @@ class LevelScorer:
         cand_mask = cand_mask.repeat(n_img, 1).to(self.device)
         cache = out.past_key_values
         cache.batch_repeat_interleave(n_lab)
-        # Text positions continue after the prompt's last (3-D, M-RoPE) position; padding is left.
-        start = pos[:, :, -1].max(dim=0).values + 1  # (B,)
+        # Text positions continue after the prompt's last position (M-RoPE: the max over its 3 axes); padding
+        # is left.
+        start = (pos[:, :, -1].max(dim=0).values if self.family.mrope else pos[:, -1]) + 1  # (B,)
         steps = torch.arange(width, device=self.device)
-        cpos = (start.repeat_interleave(n_lab)[:, None] + steps[None]).unsqueeze(0).expand(3, -1, -1)
+        cpos = start.repeat_interleave(n_lab)[:, None] + steps[None]
+        if self.family.mrope:
+            cpos = cpos.unsqueeze(0).expand(3, -1, -1)
+            self.model.model.rope_deltas = None
         full_mask = torch.cat([mask.repeat_interleave(n_lab, dim=0), cand_mask], dim=1)
-        self.model.model.rope_deltas = None
         logits = self.model(
             input_ids=cand, attention_mask=full_mask, position_ids=cpos, past_key_values=cache, use_cache=True
         ).logits.float()
@@ -205,6 +204,19 @@ class LevelScorer:
         first_lp = first.repeat_interleave(n_lab, dim=0).gather(1, cand[:, :1]).squeeze(1)
         rest = logp[:, :-1].gather(2, cand[:, 1:, None]).squeeze(2) * cand_mask[:, 1:]
         return (first_lp + rest.sum(dim=1)).view(n_img, n_lab).cpu()
+
+    def _positions(self, inputs: dict[str, torch.Tensor]) -> torch.Tensor:
+        """Position ids of left-padded prompts: Qwen's 3-D M-RoPE ids (3, B, L), or 1-D ones (B, L)."""
+        mask = inputs["attention_mask"]
+        if not self.family.mrope:
+            return (mask.cumsum(dim=1) - 1).clamp(min=0)
+        pos, _ = self.model.model.get_rope_index(
+            inputs["input_ids"],
+            image_grid_thw=inputs.get("image_grid_thw"),
+            attention_mask=mask,
+            mm_token_type_ids=inputs.get("mm_token_type_ids"),
+        )
+        return pos
 
     def predict(
         self, images: Sequence[Image.Image], mode: str = "cot", max_new_tokens: int = 96, samples: int = 8
@@ -216,7 +228,7 @@ class LevelScorer:
         if mode == "cot":
             generated = self.generate(images, max_new_tokens)
             prefixes = [self.rating_prefix(g) for g in generated]
-            text_levels = [parse_rating_level(g, self.num_levels) for g in generated]
+            text_levels = [parse_rating_level(strip_thinking(g), self.num_levels) for g in generated]
         elif mode == "direct":
             prefixes = [self.scheme.answer_prefix] * len(images)
             text_levels = [None] * len(images)
@@ -243,7 +255,8 @@ class LevelScorer:
         out = []
         for i, (s, p) in enumerate(zip(scores, probs, strict=True)):
             answers = generated[i * k : (i + 1) * k]
-            written = [lv for lv in (parse_rating_level(g, self.num_levels) for g in answers) if lv is not None]
+            written = [lv for lv in (parse_rating_level(strip_thinking(g), self.num_levels) for g in answers)]
+            written = [lv for lv in written if lv is not None]
             level = Counter(written).most_common(1)[0][0] if written else None
             out.append(LevelPrediction(float(s), [float(x) for x in p], level, self.rating_prefix(answers[0])))
         return out

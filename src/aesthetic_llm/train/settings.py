@@ -9,6 +9,7 @@ from typing import Any
 from aesthetic_llm.data.manifest import manifest_path
 from aesthetic_llm.errors import UserError
 from aesthetic_llm.levels import SCORE_MODES
+from aesthetic_llm.model.families import resolve
 from aesthetic_llm.params import Params
 
 FINETUNING_TYPES = ("full", "lora", "freeze")
@@ -63,7 +64,7 @@ class TrainSettings:
         return cls(
             stage=stage,
             config=Path(p.str(f"{stage}.config")),
-            template=p.str("model.template"),
+            template=template_for(p),
             finetuning_type=ft,
             learning_rate=DEFAULT_LR[stage][ft] if lr is None else p.num(f"{stage}.learning_rate", lo=0.0),
             num_train_epochs=p.num(f"{stage}.num_train_epochs", lo=0.0),
@@ -74,6 +75,15 @@ class TrainSettings:
             preference=_preference(p) if stage == "dpo" else None,
             extra=dict(extra),
         )
+
+
+def template_for(p: Params) -> str:
+    """`model.template`, or (auto) the LLaMA-Factory template of the model's family (`model.family`; auto:
+    the family of `model.name_or_path`, which everything trained from it shares)."""
+    template = p.str("model.template")
+    if template != "auto":
+        return template
+    return resolve(p.str("model.family"), p.str("model.name_or_path")).template
 
 
 def _lora(p: Params, stage: str) -> LoraSettings:
